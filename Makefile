@@ -1,0 +1,36 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench demo format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m reconciler.entrypoints.devrun
+
+test: $(STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check reconciler tests bench migrations
+	$(BIN)/ruff format --check reconciler tests bench migrations
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix reconciler tests bench migrations
+	$(BIN)/ruff format reconciler tests bench migrations
+
+bench: $(STAMP)
+	$(BIN)/python -m bench --quick
+
+demo: $(STAMP)
+	$(BIN)/reconciler demo
+
+clean:
+	rm -rf $(VENV) reconciler.db reconciler.db-wal reconciler.db-shm

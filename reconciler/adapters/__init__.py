@@ -1,0 +1,1 @@
+"""Adapters: the database, the gateways, the simulator's client."""

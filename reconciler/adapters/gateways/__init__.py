@@ -1,0 +1,1 @@
+"""Gateway clients behind one small interface (see `base`)."""

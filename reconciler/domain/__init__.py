@@ -1,0 +1,1 @@
+"""The pure centre: status rules, backoff policy, circuit breaker. Standard library only."""

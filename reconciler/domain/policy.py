@@ -1,0 +1,118 @@
+"""The polling schedule: one pure function from a payment's poll history to its next poll."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+Random = Callable[[], float]  # returns a float in [0, 1)
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """Backoff parameters for one gateway, in seconds."""
+
+    first_delay: float = 30.0
+    base_delay: float = 30.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    give_up_after: float = 259200.0
+
+    def __post_init__(self) -> None:
+        if min(self.first_delay, self.base_delay, self.max_delay, self.give_up_after) < 0:
+            raise ValueError("poll delays must not be negative")
+        if self.factor < 1:
+            raise ValueError("poll factor must be at least 1")
+        if self.base_delay <= 0 or self.max_delay <= 0:
+            raise ValueError("base and max delay must be positive")
+
+
+@dataclass(frozen=True)
+class PollDecision:
+    """When to poll next; `at` is None when the schedule gives up."""
+
+    at: datetime | None
+    delay: float  # the undithered delay, kept on the row as the next call's previous delay
+
+    @property
+    def gives_up(self) -> bool:
+        return self.at is None
+
+
+def first_poll_at(policy: PollPolicy, created_at: datetime) -> datetime:
+    """Schedule the first poll after the grace period a webhook gets to arrive first."""
+    return created_at + timedelta(seconds=policy.first_delay)
+
+
+def next_poll(
+    policy: PollPolicy,
+    *,
+    attempt: int,
+    previous_delay: float | None,
+    now: datetime,
+    created_at: datetime,
+    retry_after: float | None = None,
+    rand: Random,
+) -> PollDecision:
+    """Decide when to poll again after `attempt` polls (failed ones included) have been made.
+
+    The undithered delay grows geometrically: `min(max_delay, max(base, previous * factor))`,
+    which is `min(max_delay, base * factor**(attempt - 1))` when nothing else intervened.
+    Jitter multiplies it by a uniform factor in [0.5, 1): a fleet of payments that failed
+    together (an outage) spreads out instead of returning as one burst, and the
+    guaranteed half keeps the schedule from collapsing. The gateway's `Retry-After` is a
+    floor, never shortened by jitter.
+
+    Once `now` is past `created_at + give_up_after` the schedule gives up. Since each
+    delay is at least half its undithered value, the number of polls is bounded by
+    `1 + k`, where k is the smallest integer with
+    `sum(0.5 * min(max_delay, base * factor**n) for n in range(k)) >= give_up_after - first_delay`
+    (see `max_polls`).
+    """
+    if now >= created_at + timedelta(seconds=policy.give_up_after):
+        return PollDecision(at=None, delay=previous_delay or 0.0)
+    if attempt <= 0:
+        delay = policy.first_delay
+        return PollDecision(at=now + timedelta(seconds=max(delay, retry_after or 0.0)), delay=delay)
+    grown = policy.base_delay if previous_delay is None else previous_delay * policy.factor
+    delay = min(policy.max_delay, max(policy.base_delay, grown))
+    jittered = delay * (0.5 + 0.5 * rand())
+    wait = max(jittered, retry_after or 0.0)
+    return PollDecision(at=now + timedelta(seconds=wait), delay=delay)
+
+
+def max_polls(policy: PollPolicy) -> int:
+    """Return the most polls the schedule can make before giving up (see `next_poll`)."""
+    budget = policy.give_up_after - policy.first_delay
+    spent, k = 0.0, 0
+    while spent < budget:
+        spent += 0.5 * min(policy.max_delay, policy.base_delay * policy.factor**k)
+        k += 1
+    return 1 + k
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Read a `Retry-After` header in either RFC 9110 form (seconds or HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
