@@ -1,0 +1,270 @@
+"""Stripe PaymentIntents: fetch, create (idempotent), and `Stripe-Signature` webhooks.
+
+Only `succeeded` and `canceled` are terminal for a PaymentIntent. A declined attempt sends
+the intent back to `requires_payment_method` (the customer may try another card), so it
+stays `pending` here; the decline is kept in the report's detail for the timeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from reconciler.adapters.gateways.base import (
+    AuthError,
+    CreateRequest,
+    GatewayError,
+    GatewayPayment,
+    InvalidSignature,
+    MalformedWebhook,
+    NotFoundError,
+    RequestRejected,
+    TransientError,
+    WebhookEvent,
+)
+from reconciler.adapters.gateways.http import Timeout, call, json_body
+from reconciler.config import GatewayConfig
+from reconciler.domain.status import Status
+
+STATUS_MAP: dict[str, Status] = {
+    "succeeded": Status.SUCCEEDED,
+    "canceled": Status.CANCELED,
+    "requires_payment_method": Status.PENDING,
+    "requires_confirmation": Status.PENDING,
+    "requires_action": Status.PENDING,
+    "processing": Status.PENDING,
+    "requires_capture": Status.PENDING,
+}
+
+SIGNATURE_HEADER = "Stripe-Signature"
+_ERROR_FIELDS = ("type", "code", "decline_code", "message")
+
+
+def map_status(gateway_status: str) -> Status:
+    """Map a PaymentIntent status to ours; an unknown one keeps the payment pending (polled)."""
+    return STATUS_MAP.get(gateway_status, Status.PENDING)
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Read a header whatever its case (a plain dict is not case-insensitive)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == lowered:
+            return candidate
+    return None
+
+
+def parse_signature_header(value: str) -> tuple[int, list[str]]:
+    """Split `t=…,v1=…[,v1=…]` into the timestamp and the v1 signatures (other schemes ignored)."""
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for item in value.split(","):
+        key, sep, val = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(val)
+            except ValueError:
+                raise MalformedWebhook(f"{SIGNATURE_HEADER} timestamp is not an integer") from None
+        elif key == "v1" and val:
+            signatures.append(val)
+    if timestamp is None:
+        raise MalformedWebhook(f"{SIGNATURE_HEADER} has no timestamp")
+    if not signatures:
+        raise MalformedWebhook(f"{SIGNATURE_HEADER} has no v1 signature")
+    return timestamp, signatures
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """Compute Stripe's v1 signature: hex HMAC-SHA256 of `"{t}.{body}"` keyed by the secret."""
+    message = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class StripeGateway:
+    """Talks to Stripe's PaymentIntents API; a thin translation, no retries of its own."""
+
+    name = "stripe"
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        session: requests.Session,
+        timeout: Timeout,
+        create_timeout: Timeout,
+        webhook_tolerance_s: float = 300.0,
+    ) -> None:
+        self._base = (config.api_base or "https://api.stripe.com").rstrip("/")
+        self._key = config.api_key or ""
+        self._secrets = config.webhook_secrets
+        self._session = session
+        self._timeout = timeout
+        self._create_timeout = create_timeout
+        self._tolerance = webhook_tolerance_s
+
+    def fetch_payment(self, gateway_payment_id: str) -> GatewayPayment:
+        """Fetch the PaymentIntent; a poll has no event time, so `occurred_at` is None."""
+        if not gateway_payment_id:
+            raise NotFoundError("empty PaymentIntent id")
+        url = f"{self._base}/v1/payment_intents/{quote(gateway_payment_id, '')}"
+        intent = self._send("GET", url, timeout=self._timeout)
+        return self._to_payment(intent, occurred_at=None)
+
+    def create_payment(self, request: CreateRequest) -> GatewayPayment:
+        """Create a PaymentIntent; Stripe replays the first answer for the same Idempotency-Key."""
+        form = {
+            "amount": str(request.amount),
+            "currency": request.currency.lower(),
+            "metadata[merchant_reference]": request.merchant_reference,
+        }
+        intent = self._send(
+            "POST",
+            f"{self._base}/v1/payment_intents",
+            timeout=self._create_timeout,
+            data=form,
+            headers={"Idempotency-Key": request.idempotency_key},
+        )
+        return self._to_payment(intent, occurred_at=None)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+        """Verify `Stripe-Signature` on the raw body and the timestamp window, then parse."""
+        raw_header = header(headers, SIGNATURE_HEADER)
+        if not raw_header:
+            raise MalformedWebhook(f"missing {SIGNATURE_HEADER} header")
+        timestamp, signatures = parse_signature_header(raw_header)
+        if not self._secrets:
+            raise InvalidSignature("no Stripe webhook secret configured")
+        expected = [sign(secret, timestamp, body) for secret in self._secrets]
+        # Every pair is compared so the time taken does not depend on which one matched.
+        matches = [hmac.compare_digest(e, s) for e in expected for s in signatures]
+        if not any(matches):
+            raise InvalidSignature("no v1 signature matches a configured secret")
+        if abs(now.timestamp() - timestamp) > self._tolerance:
+            raise InvalidSignature(
+                f"timestamp {timestamp} outside the {self._tolerance:g} s tolerance"
+            )
+        return self._parse_event(body)
+
+    def _parse_event(self, body: bytes) -> WebhookEvent:
+        try:
+            event = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedWebhook("body is not JSON") from None
+        if not isinstance(event, dict) or event.get("object") != "event":
+            raise MalformedWebhook("body is not a Stripe event")
+        event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
+        data = event.get("data")
+        if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
+            raise MalformedWebhook("event without id or type")
+        if not isinstance(created, int) or isinstance(created, bool):
+            raise MalformedWebhook("event without a created timestamp")
+        if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+            raise MalformedWebhook("event without data.object")
+        occurred_at = datetime.fromtimestamp(created, UTC)
+        if not event_type.startswith("payment_intent."):
+            return WebhookEvent(event_id, event_type, None, None)
+        intent = data["object"]
+        if not isinstance(intent.get("id"), str) or not isinstance(intent.get("status"), str):
+            raise MalformedWebhook("payment_intent event without an intent id or status")
+        payment = self._to_payment(intent, occurred_at=occurred_at)
+        return WebhookEvent(
+            event_id, event_type, payment.gateway_payment_id, payment.report(), payment.detail
+        )
+
+    def _to_payment(
+        self, intent: Mapping[str, Any], *, occurred_at: datetime | None
+    ) -> GatewayPayment:
+        intent_id, gateway_status = intent.get("id"), intent.get("status")
+        if not isinstance(intent_id, str) or not isinstance(gateway_status, str):
+            raise TransientError("Stripe answered without a PaymentIntent id or status")
+        detail: dict[str, Any] = {}
+        error = intent.get("last_payment_error")
+        if gateway_status == "requires_payment_method" and isinstance(error, dict):
+            detail["last_payment_error"] = {k: error[k] for k in _ERROR_FIELDS if k in error}
+        return GatewayPayment(
+            gateway_payment_id=intent_id,
+            gateway_status=gateway_status,
+            status=map_status(gateway_status),
+            occurred_at=occurred_at,
+            detail=detail,
+        )
+
+    def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
+        # http.call raises before handing back an error response; the hook keeps it so the
+        # Stripe-Should-Retry header can correct the generic status-code classification.
+        seen: list[requests.Response] = []
+
+        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
+            seen.append(response)
+
+        try:
+            response = call(
+                self._session,
+                method,
+                url,
+                timeout=timeout,
+                auth=_Bearer(self._key),
+                hooks={"response": keep},
+                **kwargs,
+            )
+        except (TransientError, RequestRejected) as exc:
+            raise _reclassify(exc, seen[-1] if seen else None) from exc
+        except (AuthError, NotFoundError) as exc:
+            if seen:
+                raise type(exc)(f"{exc}: {_error_message(seen[-1])}") from exc
+            raise
+        return json_body(response)
+
+
+class _Bearer(requests.auth.AuthBase):
+    """`Authorization: Bearer <secret key>`, kept out of reprs and logs."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self._key}"
+        return r
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
+
+
+def _error_message(response: requests.Response) -> str:
+    """Summarise Stripe's `{"error": {"type", "code", "message"}}` body."""
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return response.text[:200]
+    if not isinstance(error, dict):
+        return response.text[:200]
+    parts = [str(error[k]) for k in ("type", "code") if error.get(k)]
+    return f"{'/'.join(parts)}: {error.get('message', '')}".strip(": ")
+
+
+def _reclassify(exc: GatewayError, response: requests.Response | None) -> GatewayError:
+    """Apply `Stripe-Should-Retry`: Stripe's own word on whether a retry can succeed."""
+    if response is None:
+        return exc  # no answer at all (timeout, connection): transient as it was
+    should_retry = (response.headers.get("Stripe-Should-Retry") or "").strip().lower()
+    message = f"HTTP {response.status_code} from Stripe: {_error_message(response)}"
+    if should_retry == "true":
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        return TransientError(message, retry_after=retry_after)
+    if should_retry == "false":
+        return RequestRejected(message)
+    if isinstance(exc, TransientError):
+        return TransientError(message, retry_after=exc.retry_after)
+    return RequestRejected(message)
