@@ -49,7 +49,7 @@ class Settings:
     sweep_interval_s: float = 1.0
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 2
+    workers: int = 1
     sweep_enabled: bool = True
     sweep_batch_size: int = 200
     sweep_concurrency: int = 16
@@ -149,7 +149,7 @@ class Settings:
             sweep_interval_s=sweep_interval,
             host=get("HOST") or "127.0.0.1",
             port=integer("PORT", 8000),
-            workers=integer("WORKERS", 2),
+            workers=integer("WORKERS", 1),
             sweep_enabled=(get("SWEEP_ENABLED") or "1").lower() not in ("0", "false", "no"),
             sweep_batch_size=integer("SWEEP_BATCH_SIZE", 200),
             sweep_concurrency=integer("SWEEP_CONCURRENCY", 16),

@@ -66,7 +66,9 @@ class CircuitBreaker:
         with self._lock:
             self.failures += 1
             if self.state is BreakerState.HALF_OPEN:
-                self._open(now, min(self.max_cooldown, max(self.cooldown, self.current_cooldown * 2)))
+                self._open(
+                    now, min(self.max_cooldown, max(self.cooldown, self.current_cooldown * 2))
+                )
             elif self.state is BreakerState.CLOSED and self.failures >= self.threshold:
                 self._open(now, self.cooldown)
 

@@ -47,13 +47,18 @@ def first_poll_at(policy: PollPolicy, created_at: datetime) -> datetime:
     return created_at + timedelta(seconds=policy.first_delay)
 
 
+def give_up_deadline(policy: PollPolicy, start: datetime) -> datetime:
+    """Say when a schedule started at `start` stops polling without a terminal status."""
+    return start + timedelta(seconds=policy.give_up_after)
+
+
 def next_poll(
     policy: PollPolicy,
     *,
     attempt: int,
     previous_delay: float | None,
     now: datetime,
-    created_at: datetime,
+    give_up_at: datetime,
     retry_after: float | None = None,
     rand: Random,
 ) -> PollDecision:
@@ -66,13 +71,14 @@ def next_poll(
     guaranteed half keeps the schedule from collapsing. The gateway's `Retry-After` is a
     floor, never shortened by jitter.
 
-    Once `now` is past `created_at + give_up_after` the schedule gives up. Since each
+    Once `now` is past `give_up_at` (`created_at + give_up_after` unless someone revived
+    the payment) the schedule gives up. Since each
     delay is at least half its undithered value, the number of polls is bounded by
     `1 + k`, where k is the smallest integer with
     `sum(0.5 * min(max_delay, base * factor**n) for n in range(k)) >= give_up_after - first_delay`
     (see `max_polls`).
     """
-    if now >= created_at + timedelta(seconds=policy.give_up_after):
+    if now >= give_up_at:
         return PollDecision(at=None, delay=previous_delay or 0.0)
     if attempt <= 0:
         delay = policy.first_delay

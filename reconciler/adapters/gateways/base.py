@@ -90,8 +90,6 @@ class Gateway(Protocol):
         """Fetch the payment's current status."""
         ...
 
-    def parse_webhook(
-        self, headers: Mapping[str, str], body: bytes, now: datetime
-    ) -> WebhookEvent:
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
         """Verify the signature on the raw body, then parse the event."""
         ...

@@ -1,0 +1,171 @@
+"""SQLAlchemy tables: merchants, payments, the payment timeline and the webhook inbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Store aware UTC datetimes; read them back aware (SQLite keeps no zone of its own)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text: store one fixed naive-UTC format.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    merchant_reference: Mapped[str] = mapped_column(String(200))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(32))
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16))
+    gateway_status: Mapped[str | None] = mapped_column(String(64))
+    status_source: Mapped[str | None] = mapped_column(String(16))
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    settled_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime | None]  # the gateway's time of the last applied report
+    # Sync: the per-row polling schedule and the sweep's lease.
+    sync_state: Mapped[str] = mapped_column(String(24))
+    poll_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_poll_at: Mapped[datetime | None]
+    last_polled_at: Mapped[datetime | None]
+    last_delay_s: Mapped[float | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    give_up_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "merchant_reference"),
+        UniqueConstraint("gateway", "gateway_payment_id"),
+        Index("ix_payments_merchant_id_created_at", "merchant_id", "created_at", "id"),
+        # The sweep's claim reads only rows with a next poll time: keep that index small.
+        Index(
+            "ix_payments_due",
+            "next_poll_at",
+            postgresql_where=text("next_poll_at IS NOT NULL"),
+            sqlite_where=text("next_poll_at IS NOT NULL"),
+        ),
+    )
+
+
+class PaymentEvent(Base):
+    __tablename__ = "payment_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
+    recorded_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    gateway_status: Mapped[str | None] = mapped_column(String(64))
+    gateway_event_id: Mapped[str | None] = mapped_column(String(200))
+    occurred_at: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class WebhookInbox(Base):
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    gateway_event_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(100))
+    gateway_payment_id: Mapped[str | None] = mapped_column(String(200))
+    raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    # The verified, parsed report, kept so an orphan can be applied at registration.
+    status: Mapped[str | None] = mapped_column(String(16))
+    gateway_status: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(16))
+    payment_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        UniqueConstraint("gateway", "gateway_event_id"),
+        # Orphans (events for payments not registered yet) are looked up at registration.
+        Index(
+            "ix_webhook_events_orphans",
+            "gateway",
+            "gateway_payment_id",
+            postgresql_where=text("payment_id IS NULL"),
+            sqlite_where=text("payment_id IS NULL"),
+        ),
+    )
+
+
+class SweepHeartbeat(Base):
+    """When each sweeper last finished a sweep (for /readyz and operators)."""
+
+    __tablename__ = "sweep_heartbeats"
+
+    owner: Mapped[str] = mapped_column(String(64), primary_key=True)
+    finished_at: Mapped[datetime]
+    claimed: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,90 @@
+"""The one place that chooses implementations: database, gateways, clock, randomness."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from reconciler.adapters.db import make_engine, make_sessionmaker
+from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.http import new_session
+from reconciler.config import Settings
+from reconciler.domain.policy import Random
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """Everything a use case needs, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    gateways: dict[str, Gateway]
+    clock: Clock = utc_now
+    rand: Random = field(default_factory=lambda: random.SystemRandom().random)
+    http: requests.Session | None = None
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        self.engine.dispose()
+
+
+def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gateway]:
+    """Instantiate every gateway whose credentials are set; the others are off."""
+    from reconciler.adapters.gateways.razorpay import RazorpayGateway
+    from reconciler.adapters.gateways.simulator import SimulatorGateway
+    from reconciler.adapters.gateways.stripe import StripeGateway
+
+    classes: dict[str, Callable[..., Gateway]] = {
+        "simulator": SimulatorGateway,
+        "stripe": StripeGateway,
+        "razorpay": RazorpayGateway,
+    }
+    timeout = (settings.connect_timeout_s, settings.read_timeout_s)
+    create_timeout = (settings.connect_timeout_s, settings.create_timeout_s)
+    gateways: dict[str, Gateway] = {}
+    for name, cls in classes.items():
+        config = settings.gateway(name)
+        if config.enabled:
+            gateways[name] = cls(
+                config,
+                session=http,
+                timeout=timeout,
+                create_timeout=create_timeout,
+                webhook_tolerance_s=settings.webhook_tolerance_s,
+            )
+    return gateways
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    rand: Random | None = None,
+    gateways: dict[str, Gateway] | None = None,
+) -> Context:
+    """Wire a context from settings; tests pass their own clock, randomness or gateways."""
+    engine = make_engine(settings.database_url, pool_size=max(5, settings.sweep_concurrency))
+    http = new_session(pool_size=max(8, settings.sweep_concurrency))
+    return Context(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        gateways=build_gateways(settings, http) if gateways is None else gateways,
+        clock=clock or utc_now,
+        rand=rand or random.SystemRandom().random,
+        http=http,
+    )

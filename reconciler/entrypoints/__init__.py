@@ -1,0 +1,1 @@
+"""Thin edges: Flask blueprints, the APScheduler job, the CLI."""

@@ -1,0 +1,149 @@
+"""The one function through which every report changes a payment."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from reconciler.adapters import repository
+from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
+from reconciler.domain.policy import PollPolicy
+from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
+
+
+def apply_report(
+    session: Session,
+    payment: Payment,
+    report: Report,
+    *,
+    source: Source,
+    now: datetime,
+    policy: PollPolicy,
+    gateway_event_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Decision:
+    """Judge a report by the status rules, update the payment, and write its timeline row.
+
+    The caller holds the payment's row lock and commits; the row and its event land in the
+    same transaction. Terminal reports clear the polling schedule; a non-terminal webhook
+    pushes the next poll back to `now + first_delay` (the gateway is alive and talking).
+    """
+    before = Status(payment.status)
+    decision = decide(before, payment.gateway_status, payment.last_event_at, report)
+    if decision.moves:
+        payment.status = decision.status.value
+        payment.gateway_status = report.gateway_status
+        payment.status_source = source.value
+        payment.updated_at = now
+        if report.occurred_at is not None and (
+            payment.last_event_at is None or report.occurred_at > payment.last_event_at
+        ):
+            payment.last_event_at = report.occurred_at
+        if decision.status.terminal and (
+            payment.settled_at is None or decision.outcome is Outcome.LATE_SUCCESS
+        ):
+            payment.settled_at = now
+    if decision.flag_review:
+        flag_for_review(payment, decision.reason, now)
+    if Status(payment.status).terminal:
+        payment.next_poll_at = None
+        if payment.sync_state != SyncState.NEEDS_REVIEW:
+            payment.sync_state = SyncState.SETTLED.value
+    elif source is Source.WEBHOOK and decision.outcome is not Outcome.STALE:
+        _push_back(payment, now + timedelta(seconds=policy.first_delay))
+    record_event(
+        session,
+        payment,
+        source=source,
+        outcome=decision.outcome,
+        from_status=before,
+        gateway_status=report.gateway_status,
+        occurred_at=report.occurred_at,
+        now=now,
+        gateway_event_id=gateway_event_id,
+        detail={**(detail or {}), **({"reason": decision.reason} if decision.reason else {})},
+    )
+    return decision
+
+
+def flag_for_review(payment: Payment, reason: str, now: datetime) -> None:
+    """Stop polling and ask a person to look: conflicting reports or an unknown payment."""
+    payment.sync_state = SyncState.NEEDS_REVIEW.value
+    payment.review_reason = reason
+    payment.next_poll_at = None
+    payment.updated_at = now
+
+
+def record_event(
+    session: Session,
+    payment: Payment,
+    *,
+    source: Source,
+    outcome: Outcome,
+    from_status: Status,
+    now: datetime,
+    gateway_status: str | None = None,
+    occurred_at: datetime | None = None,
+    gateway_event_id: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one row to the payment's timeline."""
+    session.add(
+        PaymentEvent(
+            payment_id=payment.id,
+            recorded_at=now,
+            source=source.value,
+            outcome=outcome.value,
+            from_status=from_status.value,
+            to_status=payment.status,
+            gateway_status=gateway_status,
+            gateway_event_id=gateway_event_id,
+            occurred_at=occurred_at,
+            detail=detail or {},
+        )
+    )
+
+
+def apply_orphans(session: Session, payment: Payment, *, now: datetime, policy: PollPolicy) -> int:
+    """Apply webhooks that arrived before the payment was known, in arrival order."""
+    if payment.gateway_payment_id is None:
+        return 0
+    orphans = repository.orphan_webhooks(session, payment.gateway, payment.gateway_payment_id)
+    for entry in orphans:
+        apply_inbox_entry(session, payment, entry, now=now, policy=policy)
+    return len(orphans)
+
+
+def apply_inbox_entry(
+    session: Session, payment: Payment, entry: WebhookInbox, *, now: datetime, policy: PollPolicy
+) -> Decision | None:
+    """Apply one stored webhook to its payment and mark it processed."""
+    report = None
+    if entry.status is not None and entry.gateway_status is not None:
+        report = Report(Status(entry.status), entry.gateway_status, entry.occurred_at)
+    entry.payment_id = payment.id
+    entry.processed_at = now
+    if report is None:
+        entry.outcome = "ignored"
+        return None
+    decision = apply_report(
+        session,
+        payment,
+        report,
+        source=Source.WEBHOOK,
+        now=now,
+        policy=policy,
+        gateway_event_id=entry.gateway_event_id,
+        detail={"event_type": entry.event_type},
+    )
+    entry.outcome = decision.outcome.value
+    return decision
+
+
+def _push_back(payment: Payment, at: datetime) -> None:
+    if payment.sync_state not in (SyncState.AWAITING_WEBHOOK, SyncState.POLLING):
+        return
+    if payment.next_poll_at is None or payment.next_poll_at < at:
+        payment.next_poll_at = at

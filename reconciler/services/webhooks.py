@@ -1,0 +1,107 @@
+"""Ingest a gateway webhook: verify, store in the inbox, apply once — before answering."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from reconciler.adapters import repository
+from reconciler.adapters.gateways.base import WebhookEvent
+from reconciler.bootstrap import Context
+from reconciler.config import GATEWAYS
+from reconciler.domain.status import Outcome, Source, Status
+from reconciler.services.errors import NotFound
+from reconciler.services.reports import apply_inbox_entry, record_event
+
+log = logging.getLogger(__name__)
+
+
+class WebhookResult(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    ORPHAN = "orphan"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class Ingested:
+    result: WebhookResult
+    event_id: str
+    payment_id: str | None = None
+    outcome: str | None = None
+
+
+def ingest_webhook(
+    ctx: Context, gateway_name: str, headers: Mapping[str, str], body: bytes
+) -> Ingested:
+    """Verify a delivery and store and apply it in one transaction.
+
+    Raises InvalidSignature / MalformedWebhook from the adapter before anything is
+    stored. A second delivery of the same gateway event id changes no payment; it is
+    noted on the timeline as a duplicate.
+    """
+    gateway = ctx.gateways.get(gateway_name)
+    if gateway is None:
+        known = "is not configured" if gateway_name in GATEWAYS else "is unknown"
+        raise NotFound(f"gateway {gateway_name!r} {known}")
+    now = ctx.clock()
+    event = gateway.parse_webhook(headers, body, now)
+    policy = ctx.settings.policy(gateway_name)
+    with ctx.sessions.begin() as session:
+        entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))
+        payment = (
+            repository.payment_by_gateway_id(
+                session, gateway_name, event.gateway_payment_id, for_update=True
+            )
+            if event.gateway_payment_id
+            else None
+        )
+        if entry_id is None:
+            if payment is not None:
+                record_event(
+                    session,
+                    payment,
+                    source=Source.WEBHOOK,
+                    outcome=Outcome.DUPLICATE,
+                    from_status=Status(payment.status),
+                    now=now,
+                    gateway_status=event.report.gateway_status if event.report else None,
+                    gateway_event_id=event.event_id,
+                    detail={"event_type": event.event_type},
+                )
+            return Ingested(
+                WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
+            )
+        entry = repository.inbox_entry(session, entry_id)
+        if event.report is None:
+            entry.processed_at = now
+            return Ingested(WebhookResult.IGNORED, event.event_id)
+        if payment is None:
+            log.info(
+                "webhook for a payment not registered yet",
+                extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
+            )
+            return Ingested(WebhookResult.ORPHAN, event.event_id)
+        decision = apply_inbox_entry(session, payment, entry, now=now, policy=policy)
+        outcome = decision.outcome.value if decision else None
+        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
+
+
+def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: object) -> dict[str, object]:
+    report = event.report
+    return {
+        "gateway": gateway,
+        "gateway_event_id": event.event_id,
+        "event_type": event.event_type[:100],
+        "gateway_payment_id": event.gateway_payment_id,
+        "raw_body": body,
+        "status": report.status.value if report else None,
+        "gateway_status": report.gateway_status if report else None,
+        "occurred_at": report.occurred_at if report else None,
+        "received_at": now,
+        "processed_at": None,
+        "outcome": "ignored" if report is None else "orphan",
+        "payment_id": None,
+    }
