@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes import FakeGateway
+from . import FakeGateway
 
 KEY_ID = "rzp_test_FakeKeyId01"
 KEY_SECRET = "fake_key_secret_0123456789"

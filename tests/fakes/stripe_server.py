@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes import FakeGateway
+from . import FakeGateway
 
 SECRET_KEY = "sk_test_fake_51Reconciler"
 WEBHOOK_SECRET = "whsec_fake_current"
