@@ -211,7 +211,7 @@ def last_sweep_at(session: Session) -> datetime | None:
 
 def count_by_sync_state(session: Session) -> dict[str, int]:
     stmt = select(Payment.sync_state, func.count()).group_by(Payment.sync_state)
-    return {state: count for state, count in session.execute(stmt).tuples()}
+    return {state: count for state, count in session.execute(stmt)}
 
 
 def due_backlog(session: Session, now: datetime) -> int:
