@@ -36,7 +36,8 @@ class FakeGateway:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._released = threading.Event()
-        self.delay_s = 0.0  # every answer waits this long first (a slow or hanging gateway)
+        self.delay_s = 0.0  # answers wait this long after the work (a slow or hanging gateway)
+        self.delay_only: tuple[str, str] | None = None  # (method, path prefix) to delay, or all
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request served
 
     @property
@@ -94,10 +95,12 @@ class FakeGateway:
         with self._lock:
             self.requests.append((request.method, request.path))
             fault = self._faults.pop(0) if self._faults else None
-        if self.delay_s:
-            self._released.wait(self.delay_s)
         if fault is not None:
             response = self.json(fault.status, self.error_body(fault.status), fault.headers)
         else:
             response = self.handle(request)
+        method, prefix = self.delay_only or (request.method, "")
+        if self.delay_s and request.method == method and request.path.startswith(prefix):
+            # The work is done but the answer is late: what a client sees as a lost response.
+            self._released.wait(self.delay_s)
         return response(environ, start_response)

@@ -1,0 +1,291 @@
+"""The Razorpay adapter against a loopback Razorpay: payments, orders, errors, webhooks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+_TESTS_DIR = Path(__file__).resolve().parents[1]
+if str(_TESTS_DIR) not in sys.path:  # tests/conftest.py normally puts it there
+    sys.path.insert(0, str(_TESTS_DIR))
+
+from fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake  # noqa: E402
+
+from reconciler.adapters.gateways.base import (  # noqa: E402
+    AuthError,
+    CreateRequest,
+    InvalidSignature,
+    NotFoundError,
+    RequestRejected,
+    TransientError,
+)
+from reconciler.adapters.gateways.razorpay import RazorpayGateway  # noqa: E402
+from reconciler.config import GatewayConfig  # noqa: E402
+from reconciler.domain.status import Status  # noqa: E402
+
+
+@pytest.fixture
+def fake() -> Iterator[RazorpayFake]:
+    server = RazorpayFake()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+def make_gateway(
+    fake: RazorpayFake,
+    http: requests.Session,
+    *,
+    key_secret: str = KEY_SECRET,
+    read_timeout: float = 5.0,
+) -> RazorpayGateway:
+    config = GatewayConfig(
+        "razorpay",
+        api_base=fake.url,
+        api_key=KEY_ID,
+        api_secret=key_secret,
+        webhook_secrets=(WEBHOOK_SECRET, "rzp_webhook_secret_previous"),
+    )
+    return RazorpayGateway(
+        config, session=http, timeout=(2.0, read_timeout), create_timeout=(2.0, read_timeout)
+    )
+
+
+@pytest.fixture
+def gateway(fake: RazorpayFake, http: requests.Session) -> RazorpayGateway:
+    return make_gateway(fake, http)
+
+
+def order(reference: str = "order-1042", key: str = "idem-1") -> CreateRequest:
+    return CreateRequest(
+        amount=49900, currency="inr", merchant_reference=reference, idempotency_key=key
+    )
+
+
+@pytest.mark.parametrize(
+    ("gateway_status", "status"),
+    [
+        ("created", Status.PENDING),
+        ("authorized", Status.PENDING),  # authorised, not captured: no money moved yet
+        ("captured", Status.SUCCEEDED),
+        ("refunded", Status.SUCCEEDED),  # it was captured; the refund is in the detail
+        ("failed", Status.FAILED),
+    ],
+)
+def test_fetch_maps_each_payment_status(
+    fake: RazorpayFake, gateway: RazorpayGateway, gateway_status: str, status: Status
+) -> None:
+    payment_id = fake.add_payment()["id"]
+    fake.set_payment_status(payment_id, gateway_status)
+    payment = gateway.fetch_payment(payment_id)
+    assert payment.gateway_payment_id == payment_id
+    assert (payment.gateway_status, payment.status) == (gateway_status, status)
+    assert payment.occurred_at is None
+
+
+def test_a_refunded_payment_records_the_refund(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    payment_id = fake.add_payment(amount=49900, status="captured")["id"]
+    fake.set_payment_status(payment_id, "refunded")
+    detail = gateway.fetch_payment(payment_id).detail
+    assert (detail["amount_refunded"], detail["refund_status"]) == (49900, "full")
+
+
+def test_a_failed_payment_records_the_reason(fake: RazorpayFake, gateway: RazorpayGateway) -> None:
+    payment_id = fake.add_payment()["id"]
+    fake.set_payment_status(payment_id, "failed")
+    detail = gateway.fetch_payment(payment_id).detail
+    assert detail["error_reason"] == "incorrect_otp"
+
+
+def test_create_makes_an_order_tracked_by_its_order_id(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    payment = gateway.create_payment(order())
+    assert payment.gateway_payment_id.startswith("order_")
+    assert (payment.gateway_status, payment.status) == ("created", Status.PENDING)
+    stored = fake.orders[payment.gateway_payment_id]
+    assert (stored["amount"], stored["currency"], stored["receipt"]) == (49900, "INR", "order-1042")
+    assert stored["notes"]["idempotency_key"] == "idem-1"
+
+
+def test_create_retried_with_the_same_key_reuses_the_order(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    first = gateway.create_payment(order())
+    again = gateway.create_payment(order())
+    assert again.gateway_payment_id == first.gateway_payment_id
+    assert len(fake.orders) == 1
+    assert fake.calls("POST", "/v1/orders") == 1
+
+
+def test_create_after_a_lost_answer_finds_the_order_the_first_attempt_made(
+    fake: RazorpayFake, http: requests.Session
+) -> None:
+    slow = make_gateway(fake, http, read_timeout=0.2)
+    fake.delay_s, fake.delay_only = 0.5, ("POST", "/v1/orders")
+    with pytest.raises(TransientError):  # the order is created, but its answer comes too late
+        slow.create_payment(order())
+    fake.delay_s = 0.0
+    assert len(fake.orders) == 1
+    payment = make_gateway(fake, http).create_payment(order())
+    assert len(fake.orders) == 1
+    assert payment.gateway_payment_id in fake.orders
+
+
+def test_another_payment_with_the_same_receipt_gets_its_own_order(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    # Two merchants may use the same reference: the idempotency key tells them apart.
+    first = gateway.create_payment(order(key="merchant-a"))
+    second = gateway.create_payment(order(key="merchant-b"))
+    assert first.gateway_payment_id != second.gateway_payment_id
+
+
+def test_a_long_reference_is_cut_to_razorpays_receipt_limit(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    reference = "r" * 64
+    payment = gateway.create_payment(order(reference=reference))
+    assert fake.orders[payment.gateway_payment_id]["receipt"] == reference[:40]
+    assert gateway.create_payment(order(reference=reference)) == payment
+
+
+@pytest.mark.parametrize(
+    ("order_status", "status"),
+    [("created", Status.PENDING), ("attempted", Status.PENDING), ("paid", Status.SUCCEEDED)],
+)
+def test_fetching_an_order_id_maps_the_order_status(
+    fake: RazorpayFake, gateway: RazorpayGateway, order_status: str, status: Status
+) -> None:
+    order_id = gateway.create_payment(order()).gateway_payment_id
+    fake.orders[order_id]["status"] = order_status
+    payment = gateway.fetch_payment(order_id)
+    assert (payment.gateway_payment_id, payment.gateway_status) == (order_id, order_status)
+    assert payment.status is status
+    assert fake.calls("GET", f"/v1/orders/{order_id}") == 1
+
+
+def test_a_paid_order_reads_as_succeeded(fake: RazorpayFake, gateway: RazorpayGateway) -> None:
+    order_id = gateway.create_payment(order()).gateway_payment_id
+    fake.pay_order(order_id)
+    payment = gateway.fetch_payment(order_id)
+    assert payment.status is Status.SUCCEEDED
+    assert payment.detail["amount_paid"] == 49900
+
+
+def test_a_wrong_key_secret_is_an_auth_error(fake: RazorpayFake, http: requests.Session) -> None:
+    gateway = make_gateway(fake, http, key_secret="wrong")
+    payment_id = fake.add_payment()["id"]
+    with pytest.raises(AuthError):
+        gateway.fetch_payment(payment_id)
+
+
+@pytest.mark.parametrize("unknown", ["pay_DoesNotExist01", "order_DoesNotExist1"])
+def test_an_unknown_id_is_not_found_although_razorpay_answers_400(
+    gateway: RazorpayGateway, unknown: str
+) -> None:
+    with pytest.raises(NotFoundError):
+        gateway.fetch_payment(unknown)
+
+
+def test_an_invalid_order_is_rejected(gateway: RazorpayGateway) -> None:
+    with pytest.raises(RequestRejected, match="amount"):
+        gateway.create_payment(
+            CreateRequest(amount=1, currency="INR", merchant_reference="r", idempotency_key="k")
+        )
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_rate_limits_and_server_errors_are_transient(
+    fake: RazorpayFake, gateway: RazorpayGateway, status: int
+) -> None:
+    payment_id = fake.add_payment()["id"]
+    fake.fail_next(status)
+    with pytest.raises(TransientError):
+        gateway.fetch_payment(payment_id)
+    assert gateway.fetch_payment(payment_id).gateway_payment_id == payment_id
+
+
+def test_a_server_error_while_looking_for_the_order_creates_nothing(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    fake.fail_next(503)
+    with pytest.raises(TransientError):
+        gateway.create_payment(order())
+    assert fake.orders == {}
+
+
+def test_an_answer_slower_than_the_read_timeout_is_transient(
+    fake: RazorpayFake, http: requests.Session
+) -> None:
+    gateway = make_gateway(fake, http, read_timeout=0.2)
+    payment_id = fake.add_payment()["id"]
+    fake.delay_s = 2.0
+    with pytest.raises(TransientError, match="timeout"):
+        gateway.fetch_payment(payment_id)
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        ("payment.authorized", Status.PENDING),
+        ("payment.captured", Status.SUCCEEDED),
+        ("payment.failed", Status.FAILED),
+    ],
+)
+def test_a_payment_webhook_from_the_fake_verifies_and_reports(
+    fake: RazorpayFake, gateway: RazorpayGateway, event: str, status: Status
+) -> None:
+    payment_id = fake.add_payment()["id"]
+    fake.set_payment_status(payment_id, event.removeprefix("payment."))
+    headers, body = fake.webhook(event, payment_id=payment_id, created_at=1_790_000_000)
+    parsed = gateway.parse_webhook(headers, body, datetime.now(UTC))
+    assert parsed.event_id == headers["x-razorpay-event-id"]
+    assert parsed.gateway_payment_id == payment_id
+    assert parsed.report is not None
+    assert parsed.report.status is status
+    assert parsed.report.occurred_at == datetime.fromtimestamp(1_790_000_000, UTC)
+
+
+def test_order_paid_reports_on_the_order_id(fake: RazorpayFake, gateway: RazorpayGateway) -> None:
+    order_id = gateway.create_payment(order()).gateway_payment_id
+    payment_id = fake.pay_order(order_id)["id"]
+    headers, body = fake.webhook("order.paid", payment_id=payment_id, order_id=order_id)
+    parsed = gateway.parse_webhook(headers, body, datetime.now(UTC))
+    assert parsed.gateway_payment_id == order_id
+    assert parsed.report is not None
+    assert parsed.report.status is Status.SUCCEEDED
+
+
+def test_a_webhook_signed_with_another_secret_is_rejected(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    payment_id = fake.add_payment(status="captured")["id"]
+    headers, body = fake.webhook("payment.captured", payment_id=payment_id, secret="other")
+    with pytest.raises(InvalidSignature):
+        gateway.parse_webhook(headers, body, datetime.now(UTC))
+
+
+def test_a_webhook_signed_with_the_previous_secret_verifies(
+    fake: RazorpayFake, gateway: RazorpayGateway
+) -> None:
+    payment_id = fake.add_payment(status="captured")["id"]
+    headers, body = fake.webhook(
+        "payment.captured", payment_id=payment_id, secret="rzp_webhook_secret_previous"
+    )
+    assert gateway.parse_webhook(headers, body, datetime.now(UTC)).report is not None
