@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ _TESTS_DIR = Path(__file__).resolve().parents[1]
 if str(_TESTS_DIR) not in sys.path:  # tests/conftest.py normally puts it there
     sys.path.insert(0, str(_TESTS_DIR))
 
+from conftest import FakeClock, MerchantAuth, make_settings  # noqa: E402
 from fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
 
 from reconciler.adapters.gateways.base import (  # noqa: E402
     AuthError,
@@ -26,8 +29,10 @@ from reconciler.adapters.gateways.base import (  # noqa: E402
     TransientError,
 )
 from reconciler.adapters.gateways.stripe import StripeGateway  # noqa: E402
+from reconciler.bootstrap import Context, bootstrap  # noqa: E402
 from reconciler.config import GatewayConfig  # noqa: E402
 from reconciler.domain.status import Status  # noqa: E402
+from reconciler.services.sweep import Sweeper  # noqa: E402
 
 
 @pytest.fixture
@@ -240,3 +245,80 @@ def test_a_webhook_signed_with_another_secret_is_rejected(
     )
     with pytest.raises(InvalidSignature):
         gateway.parse_webhook(headers, body, datetime.now(UTC))
+
+
+# --- the whole hybrid loop through the service ---------------------------------------------
+
+
+@pytest.fixture
+def ctx(db_url: str, fake: StripeFake, clock: FakeClock) -> Iterator[Context]:
+    """The service wired to the loopback Stripe (the conftest `client`/`merchant` use it)."""
+    settings = make_settings(
+        db_url,
+        stripe_api_base=fake.url,
+        stripe_api_key=SECRET_KEY,
+        stripe_webhook_secret=f"whsec_retired,{WEBHOOK_SECRET}",
+    )
+    context = bootstrap(settings, clock=clock, rand=random.Random(1).random)
+    yield context
+    context.close()
+
+
+def register(client: FlaskClient, merchant: MerchantAuth, reference: str, intent_id: str) -> str:
+    response = client.post(
+        "/v1/payments",
+        json={
+            "merchant_reference": reference,
+            "gateway": "stripe",
+            "amount": 4990,
+            "currency": "USD",
+            "gateway_payment_id": intent_id,
+        },
+        headers=merchant.headers,
+    )
+    assert response.status_code == 201, response.json
+    return str(response.json["id"])
+
+
+def test_webhooks_settle_payments_and_the_sweep_fills_in_a_lost_one(
+    fake: StripeFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    heard = fake.add_intent(status="processing")
+    lost = fake.add_intent(status="processing")
+    heard_id = register(client, merchant, "order-heard", heard["id"])
+    lost_id = register(client, merchant, "order-lost", lost["id"])
+
+    fake.set_status(heard["id"], "succeeded")
+    now = int(clock.now.timestamp())
+    event = fake.event("payment_intent.succeeded", heard["id"], created=now)
+
+    forged_headers, forged_body = fake.signed(event, secrets_=("whsec_forged",), timestamp=now)
+    forged = client.post("/webhooks/stripe", data=forged_body, headers=forged_headers)
+    assert forged.status_code == 401
+    assert client.get(f"/v1/payments/{heard_id}", headers=merchant.headers).json["status"] == (
+        "pending"
+    )
+
+    headers, body = fake.signed(event, timestamp=now)
+    delivered = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert delivered.status_code == 200, delivered.json
+    payment = client.get(f"/v1/payments/{heard_id}", headers=merchant.headers).json
+    assert (payment["status"], payment["gateway_status"]) == ("succeeded", "succeeded")
+    assert (payment["status_source"], payment["sync"]["state"]) == ("webhook", "settled")
+
+    # The second payment's webhook never comes: the sweep polls it once its grace is over.
+    fake.set_status(lost["id"], "succeeded")
+    clock.advance(31)
+    sweeper = Sweeper(ctx)
+    try:
+        sweeper.sweep_once()
+    finally:
+        sweeper.close()
+    payment = client.get(f"/v1/payments/{lost_id}", headers=merchant.headers).json
+    assert (payment["status"], payment["status_source"]) == ("succeeded", "poll")
+    assert fake.calls("GET", f"/v1/payment_intents/{lost['id']}") == 1
+    assert fake.calls("GET", f"/v1/payment_intents/{heard['id']}") == 0  # settled: not polled
