@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -14,7 +16,9 @@ _TESTS_DIR = Path(__file__).resolve().parents[1]
 if str(_TESTS_DIR) not in sys.path:  # tests/conftest.py normally puts it there
     sys.path.insert(0, str(_TESTS_DIR))
 
+from conftest import FakeClock, MerchantAuth, make_settings  # noqa: E402
 from fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake  # noqa: E402
+from flask.testing import FlaskClient  # noqa: E402
 
 from reconciler.adapters.gateways.base import (  # noqa: E402
     AuthError,
@@ -25,8 +29,10 @@ from reconciler.adapters.gateways.base import (  # noqa: E402
     TransientError,
 )
 from reconciler.adapters.gateways.razorpay import RazorpayGateway  # noqa: E402
+from reconciler.bootstrap import Context, bootstrap  # noqa: E402
 from reconciler.config import GatewayConfig  # noqa: E402
 from reconciler.domain.status import Status  # noqa: E402
+from reconciler.services.sweep import Sweeper  # noqa: E402
 
 
 @pytest.fixture
@@ -289,3 +295,109 @@ def test_a_webhook_signed_with_the_previous_secret_verifies(
         "payment.captured", payment_id=payment_id, secret="rzp_webhook_secret_previous"
     )
     assert gateway.parse_webhook(headers, body, datetime.now(UTC)).report is not None
+
+
+# --- the whole hybrid loop through the service ---------------------------------------------
+
+
+@pytest.fixture
+def ctx(db_url: str, fake: RazorpayFake, clock: FakeClock) -> Iterator[Context]:
+    """The service wired to the loopback Razorpay (the conftest `client`/`merchant` use it)."""
+    settings = make_settings(
+        db_url,
+        razorpay_api_base=fake.url,
+        razorpay_key_id=KEY_ID,
+        razorpay_key_secret=KEY_SECRET,
+        razorpay_webhook_secret=WEBHOOK_SECRET,
+    )
+    context = bootstrap(settings, clock=clock, rand=random.Random(1).random)
+    yield context
+    context.close()
+
+
+def register(
+    client: FlaskClient, merchant: MerchantAuth, reference: str, gateway_id: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "merchant_reference": reference,
+        "gateway": "razorpay",
+        "amount": 49900,
+        "currency": "INR",
+    }
+    if gateway_id is not None:
+        body["gateway_payment_id"] = gateway_id
+    response = client.post("/v1/payments", json=body, headers=merchant.headers)
+    assert response.status_code == 201, response.json
+    return dict(response.json)
+
+
+def sweep(ctx: Context) -> None:
+    sweeper = Sweeper(ctx)
+    try:
+        sweeper.sweep_once()
+    finally:
+        sweeper.close()
+
+
+def test_webhooks_settle_payments_and_the_sweep_fills_in_a_lost_one(
+    fake: RazorpayFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    heard = fake.add_payment(status="authorized")["id"]
+    lost = fake.add_payment(status="authorized")["id"]
+    heard_id = register(client, merchant, "order-heard", heard)["id"]
+    lost_id = register(client, merchant, "order-lost", lost)["id"]
+
+    fake.set_payment_status(heard, "captured")
+    forged_headers, forged_body = fake.webhook("payment.captured", payment_id=heard, secret="x")
+    forged = client.post("/webhooks/razorpay", data=forged_body, headers=forged_headers)
+    assert forged.status_code == 401
+    assert client.get(f"/v1/payments/{heard_id}", headers=merchant.headers).json["status"] == (
+        "pending"
+    )
+
+    headers, body = fake.webhook(
+        "payment.captured", payment_id=heard, created_at=int(clock.now.timestamp())
+    )
+    delivered = client.post("/webhooks/razorpay", data=body, headers=headers)
+    assert delivered.status_code == 200, delivered.json
+    payment = client.get(f"/v1/payments/{heard_id}", headers=merchant.headers).json
+    assert (payment["status"], payment["gateway_status"]) == ("succeeded", "captured")
+    assert (payment["status_source"], payment["sync"]["state"]) == ("webhook", "settled")
+
+    # The second payment fails and its webhook is lost: the sweep finds out by polling.
+    fake.set_payment_status(lost, "failed")
+    clock.advance(31)
+    sweep(ctx)
+    payment = client.get(f"/v1/payments/{lost_id}", headers=merchant.headers).json
+    assert (payment["status"], payment["gateway_status"]) == ("failed", "failed")
+    assert payment["status_source"] == "poll"
+    assert fake.calls("GET", f"/v1/payments/{lost}") == 1
+    assert fake.calls("GET", f"/v1/payments/{heard}") == 0  # settled: not polled
+
+
+def test_a_payment_created_through_the_service_is_an_order_settled_by_order_paid(
+    fake: RazorpayFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    created = register(client, merchant, "order-new", None)
+    order_id = created["gateway_payment_id"]
+    assert order_id in fake.orders
+    assert (created["status"], created["gateway_status"]) == ("pending", "created")
+
+    captured = fake.pay_order(order_id)["id"]
+    headers, body = fake.webhook(
+        "order.paid",
+        payment_id=captured,
+        order_id=order_id,
+        created_at=int(clock.now.timestamp()),
+    )
+    assert client.post("/webhooks/razorpay", data=body, headers=headers).status_code == 200
+    payment = client.get(f"/v1/payments/{created['id']}", headers=merchant.headers).json
+    assert (payment["status"], payment["gateway_status"]) == ("succeeded", "paid")
