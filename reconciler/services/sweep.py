@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 Answer = GatewayPayment | GatewayError
 
 
+class HeldBack:
+    """The breaker kept this call from going out."""
+
+
 @dataclass
 class SweepReport:
     """What one sweep did, for logs, metrics and tests."""
@@ -115,18 +119,18 @@ class Sweeper:
         report.claimed = len(claims)
         futures = {}
         for claim in claims:
-            breaker = self.breakers.get(claim.gateway)
-            if breaker is None:
+            if claim.gateway not in self.breakers:
                 self._hold(claim, now + timedelta(seconds=60), "gateway not configured", report)
-            elif not breaker.allow(now):
-                self._hold(claim, breaker.retry_at(now, self.ctx.rand), "circuit open", report)
             else:
-                futures[self._pool.submit(self._call, claim)] = claim
+                futures[self._pool.submit(self._call, claim, clock)] = claim
         for future in as_completed(futures):
             claim = futures[future]
             answer = future.result()
-            self._feed_breaker(claim.gateway, answer, clock())
-            self._store(claim, answer, clock(), report)
+            if isinstance(answer, HeldBack):
+                breaker = self.breakers[claim.gateway]
+                self._hold(claim, breaker.retry_at(clock(), self.ctx.rand), "circuit open", report)
+            else:
+                self._store(claim, answer, clock(), report)
         with self.ctx.sessions.begin() as session:
             repository.record_heartbeat(session, self.owner, clock(), report.claimed)
         self.last_finished_at = clock()
@@ -145,11 +149,20 @@ class Sweeper:
             )
         return report
 
-    def _call(self, claim: Claim) -> Answer:
+    def _call(self, claim: Claim, clock: Callable[[], datetime]) -> Answer | HeldBack:
+        """Ask the gateway, unless its breaker is open; runs on a pool thread.
+
+        The breaker is consulted and fed here, call by call, so an outage that starts in
+        the middle of a batch stops the batch after `threshold` failures.
+        """
+        breaker = self.breakers[claim.gateway]
+        if not breaker.allow(clock()):
+            return HeldBack()
         gateway = self.ctx.gateways[claim.gateway]
+        answer: Answer
         try:
             if claim.gateway_payment_id is None:
-                return gateway.create_payment(
+                answer = gateway.create_payment(
                     CreateRequest(
                         amount=claim.amount,
                         currency=claim.currency,
@@ -157,12 +170,15 @@ class Sweeper:
                         idempotency_key=claim.idempotency_key,
                     )
                 )
-            return gateway.fetch_payment(claim.gateway_payment_id)
+            else:
+                answer = gateway.fetch_payment(claim.gateway_payment_id)
         except GatewayError as exc:
-            return exc
+            answer = exc
         except Exception as exc:  # a bug in an adapter must not kill the sweep
             log.exception("gateway adapter crashed", extra={"gateway": claim.gateway})
-            return TransientError(f"adapter error: {type(exc).__name__}: {exc}")
+            answer = TransientError(f"adapter error: {type(exc).__name__}: {exc}")
+        self._feed_breaker(claim.gateway, answer, clock())
+        return answer
 
     def _feed_breaker(self, gateway: str, answer: Answer, now: datetime) -> None:
         breaker = self.breakers[gateway]
