@@ -63,14 +63,12 @@ def payments(ctx: Context) -> dict[str, Payment]:
 
 def run_until_quiet(sweeper: Sweeper, ctx: Context, clock: FakeClock, rounds: int = 200) -> int:
     """Jump the clock to the next due poll and sweep, until nothing is scheduled."""
-    sweeps = 0
-    for _ in range(rounds):
+    for sweeps in range(rounds):
         due = [p.next_poll_at for p in payments(ctx).values() if p.next_poll_at is not None]
         if not due:
             return sweeps
         clock.now = max(clock.now, min(due))
         sweeper.sweep_once(clock.now)
-        sweeps += 1
     raise AssertionError("the schedule did not settle")
 
 
