@@ -127,6 +127,22 @@ def test_the_same_idempotency_key_returns_the_same_payment_and_never_a_second() 
         assert sim.stats()["max_creations_per_key"] == 1
 
 
+def test_concurrent_creates_with_one_key_create_one_payment() -> None:
+    with run_simulator(seed=1) as sim:
+        codes: list[int] = []
+
+        def attempt() -> None:
+            codes.append(create(sim, key="race").status_code)
+
+        threads = [threading.Thread(target=attempt) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(codes) == [200] * 7 + [201]
+        assert len(sim.truth()["payments"]) == 1
+
+
 def test_a_create_without_idempotency_key_or_with_a_bad_body_is_a_400() -> None:
     with run_simulator(seed=1) as sim:
         response = requests.post(f"{sim.url}/v1/payments", json=BODY, timeout=5)
@@ -372,7 +388,7 @@ def test_a_reordered_webhook_arrives_after_the_next_one(receiver: Receiver) -> N
 
 
 def test_delayed_webhooks_wait_for_the_simulator_clock(receiver: Receiver) -> None:
-    with webhook_sim(receiver, webhook_delay_max=600, no_webhooks=False) as sim:
+    with webhook_sim(receiver, webhook_delay_max=600) as sim:
         sim.create(final_status="succeeded", settle_after_s=3600, requires_action=False)
         sim.advance(601)
         sim.flush()
