@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from reconciler.adapters import repository
-from reconciler.adapters.gateways.base import WebhookEvent
+from reconciler.adapters.gateways.base import MalformedWebhook, WebhookEvent
 from reconciler.bootstrap import Context
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
@@ -48,6 +48,8 @@ def ingest_webhook(
         raise NotFound(f"gateway {gateway_name!r} {known}")
     now = ctx.clock()
     event = gateway.parse_webhook(headers, body, now)
+    if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
+        raise MalformedWebhook("event or payment id longer than 200 characters")
     policy = ctx.settings.policy(gateway_name)
     with ctx.sessions.begin() as session:
         entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))
