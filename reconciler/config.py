@@ -124,6 +124,7 @@ class Settings:
             "simulator": GatewayConfig(
                 "simulator",
                 api_base=get("SIMULATOR_URL"),
+                api_key=get("SIMULATOR_API_KEY"),
                 webhook_secrets=secrets("SIMULATOR_WEBHOOK_SECRET"),
             ),
             "stripe": GatewayConfig(
