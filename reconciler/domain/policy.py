@@ -10,6 +10,10 @@ from email.utils import parsedate_to_datetime
 
 Random = Callable[[], float]  # returns a float in [0, 1)
 
+# A Retry-After beyond this is a broken or hostile header, not a plan: honouring it would
+# push the poll past the end of the calendar (OverflowError) and wedge the payment.
+MAX_RETRY_AFTER = 7 * 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -69,7 +73,7 @@ def next_poll(
     Jitter multiplies it by a uniform factor in [0.5, 1): a fleet of payments that failed
     together (an outage) spreads out instead of returning as one burst, and the
     guaranteed half keeps the schedule from collapsing. The gateway's `Retry-After` is a
-    floor, never shortened by jitter.
+    floor, never shortened by jitter (but capped at `MAX_RETRY_AFTER`).
 
     Once `now` is past `give_up_at` (`created_at + give_up_after` unless someone revived
     the payment) the schedule gives up. Since each
@@ -80,13 +84,14 @@ def next_poll(
     """
     if now >= give_up_at:
         return PollDecision(at=None, delay=previous_delay or 0.0)
+    floor = min(retry_after or 0.0, MAX_RETRY_AFTER)
     if attempt <= 0:
         delay = policy.first_delay
-        return PollDecision(at=now + timedelta(seconds=max(delay, retry_after or 0.0)), delay=delay)
+        return PollDecision(at=now + timedelta(seconds=max(delay, floor)), delay=delay)
     grown = policy.base_delay if previous_delay is None else previous_delay * policy.factor
     delay = min(policy.max_delay, max(policy.base_delay, grown))
     jittered = delay * (0.5 + 0.5 * rand())
-    wait = max(jittered, retry_after or 0.0)
+    wait = max(jittered, floor)
     return PollDecision(at=now + timedelta(seconds=wait), delay=delay)
 
 
@@ -107,7 +112,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") raises
         return float(value)
     try:
         seconds = float(value)
