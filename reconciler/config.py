@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,9 +88,13 @@ class Settings:
             if raw is None:
                 return default
             try:
-                return float(raw)
+                value = float(raw)
             except ValueError:
-                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}") from None
+                value = math.nan
+            # float() also accepts "nan" and "inf", from which no delay or schedule can be built.
+            if not math.isfinite(value):
+                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}")
+            return value
 
         def integer(name: str, default: int) -> int:
             raw = get(name)
