@@ -102,8 +102,12 @@ def sweep_once(settings: Settings) -> int:
     return 0
 
 
-def build_serving_app(settings: Settings) -> Flask:
-    """Build the app with its sweep started (one per worker process; see SweepJob)."""
+def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
+    """Build the app with its sweep started (one per worker process; see SweepJob).
+
+    `bind` names the replica: its workers share one sweep lock, while several replicas
+    on one host (different ports, same database) each sweep; the claim keeps them apart.
+    """
     from reconciler.entrypoints.app import create_app
     from reconciler.entrypoints.scheduler import SweepJob
     from reconciler.services.sweep import Sweeper
@@ -114,7 +118,8 @@ def build_serving_app(settings: Settings) -> Flask:
     if sweeper is not None:
         metrics = app.extensions["reconciler.metrics"]
         sweeper.observer = metrics.observe_sweep
-        job = SweepJob(sweeper, settings.sweep_interval_s, lock_name=settings.database_url)
+        lock_name = settings.database_url if bind is None else f"{settings.database_url}|{bind}"
+        job = SweepJob(sweeper, settings.sweep_interval_s, lock_name=lock_name)
         job.start()
         app.extensions["reconciler.sweep_job"] = job
     return app
@@ -131,7 +136,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return build_serving_app(self.settings)
+        return build_serving_app(self.settings, bind=str(self.options["bind"]))
 
 
 def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
