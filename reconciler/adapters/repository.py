@@ -103,6 +103,14 @@ def merchant_payment(
     return session.scalars(stmt).first()
 
 
+def any_payment(session: Session, payment_id: str, *, for_update: bool = False) -> Payment | None:
+    """Load a payment whatever its merchant (admin use)."""
+    stmt = select(Payment).where(Payment.id == payment_id)
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).first()
+
+
 def payment_by_reference(session: Session, merchant_id: str, reference: str) -> Payment | None:
     stmt = select(Payment).where(
         Payment.merchant_id == merchant_id, Payment.merchant_reference == reference
@@ -141,15 +149,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def list_payments(
     session: Session,
-    merchant_id: str,
+    merchant_id: str | None,
     *,
     status: str | None,
     gateway: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    sync_state: str | None = None,
 ) -> Sequence[Payment]:
-    """Page through a merchant's payments, newest first (keyset pagination)."""
-    stmt = select(Payment).where(Payment.merchant_id == merchant_id)
+    """Page through payments (one merchant's, or all for admins), newest first."""
+    stmt = select(Payment)
+    if merchant_id is not None:
+        stmt = stmt.where(Payment.merchant_id == merchant_id)
+    if sync_state:
+        stmt = stmt.where(Payment.sync_state == sync_state)
     if status:
         stmt = stmt.where(Payment.status == status)
     if gateway:

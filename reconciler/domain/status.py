@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     LOST_LEASE = "lost_lease"  # a poll answer that came back after its lease expired
     ORPHAN = "orphan"  # a webhook for a payment nobody registered (yet)
     ERROR = "error"  # a poll that failed (transport, not-found, auth)
+    RESOLVED = "resolved"  # an operator cleared a review flag
 
 
 @dataclass(frozen=True)

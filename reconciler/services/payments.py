@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 
 MAX_AMOUNT = 10**15
 MAX_LIST_LIMIT = 100
+# Identifiers a merchant sends: not blank, no control, invisible-format or line-separator
+# characters. Written so Python's `re` and ECMA-262 (the OpenAPI document) read it alike.
+_HIDDEN = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+TEXT_PATTERN = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*$"
+_TEXT = re.compile(TEXT_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class PaymentRequest:
         if gateway not in GATEWAYS:
             raise ValidationFailed(f"gateway must be one of: {', '.join(GATEWAYS)}")
         amount = body.get("amount")
+        if isinstance(amount, float) and amount.is_integer() and abs(amount) <= MAX_AMOUNT:
+            # JSON has one number type: `49900.0` is the integer 49900 (as JSON Schema's
+            # `integer` says), and exact in a double up to MAX_AMOUNT.
+            amount = int(amount)
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise ValidationFailed("amount must be an integer in the currency's minor unit")
         if not 0 < amount <= MAX_AMOUNT:
@@ -86,9 +96,18 @@ def _string(
         return None
     if not isinstance(value, str):
         raise ValidationFailed(f"{name} must be a string")
-    if not value.strip() or len(value) > max_length or not value.isprintable():
+    if len(value) > max_length or not _TEXT.fullmatch(value) or not _is_unicode(value):
         raise ValidationFailed(f"{name} must be 1 to {max_length} printable characters")
     return value
+
+
+def _is_unicode(value: str) -> bool:
+    # JSON lets a lone surrogate through (`"\\ud800"`); no database can store one.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def new_id(prefix: str) -> str:
@@ -297,9 +316,14 @@ def refresh_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Paymen
         payment = repository.merchant_payment(session, merchant.id, payment_id, for_update=True)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
-        if payment.sync_state == SyncState.GAVE_UP:
-            payment.give_up_at = give_up_deadline(ctx.settings.policy(payment.gateway), now)
-            payment.sync_state = SyncState.POLLING.value
-        payment.next_poll_at = now
-        payment.updated_at = now
+        make_due(ctx, payment, now)
     return payment
+
+
+def make_due(ctx: Context, payment: Payment, now: datetime) -> None:
+    """Schedule a poll now; a payment that gave up gets a fresh give-up deadline."""
+    if payment.sync_state == SyncState.GAVE_UP:
+        payment.give_up_at = give_up_deadline(ctx.settings.policy(payment.gateway), now)
+        payment.sync_state = SyncState.POLLING.value
+    payment.next_poll_at = now
+    payment.updated_at = now

@@ -1,0 +1,118 @@
+"""Operator use cases: find payments that need a person, report a status, clear a flag."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from reconciler.adapters import repository
+from reconciler.adapters.models import Payment
+from reconciler.bootstrap import Context
+from reconciler.domain.policy import give_up_deadline
+from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState
+from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services.payments import MAX_LIST_LIMIT, make_due
+from reconciler.services.reports import apply_report, record_event
+
+
+def list_by_sync_state(
+    ctx: Context, sync_state: str | None, limit: int, cursor: str | None
+) -> tuple[Sequence[Payment], str | None]:
+    """Page through every merchant's payments, optionally in one sync state."""
+    if sync_state is not None and sync_state not in {s.value for s in SyncState}:
+        raise ValidationFailed(
+            f"sync_state must be one of: {', '.join(s.value for s in SyncState)}"
+        )
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    try:
+        after = repository.decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed("cursor is not one this API returned") from None
+    with ctx.sessions() as session:
+        page = repository.list_payments(
+            session,
+            None,
+            status=None,
+            gateway=None,
+            limit=limit + 1,
+            after=after,
+            sync_state=sync_state,
+        )
+    more = len(page) > limit
+    page = page[:limit]
+    return page, repository.encode_cursor(page[-1]) if more else None
+
+
+def show(ctx: Context, payment_id: str) -> Payment:
+    with ctx.sessions() as session:
+        payment = repository.any_payment(session, payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
+    return payment
+
+
+def refresh(ctx: Context, payment_id: str) -> Payment:
+    """Poll any merchant's payment as soon as possible."""
+    now = ctx.clock()
+    with ctx.sessions.begin() as session:
+        payment = repository.any_payment(session, payment_id, for_update=True)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id}")
+        make_due(ctx, payment, now)
+    return payment
+
+
+def report_status(
+    ctx: Context, payment_id: str, status: str, gateway_status: str | None, note: str
+) -> tuple[Payment, Decision]:
+    """Apply an operator's report (e.g. read off the gateway's dashboard) by the usual rules."""
+    try:
+        reported = Status(status)
+    except ValueError:
+        raise ValidationFailed(
+            f"status must be one of: {', '.join(s.value for s in Status)}"
+        ) from None
+    now = ctx.clock()
+    with ctx.sessions.begin() as session:
+        payment = repository.any_payment(session, payment_id, for_update=True)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id}")
+        decision = apply_report(
+            session,
+            payment,
+            Report(reported, gateway_status or f"admin:{reported.value}"),
+            source=Source.ADMIN,
+            now=now,
+            policy=ctx.settings.policy(payment.gateway),
+            detail={"note": note},
+        )
+    return payment, decision
+
+
+def resolve_review(ctx: Context, payment_id: str, note: str) -> Payment:
+    """Clear a review flag: settled if the status is terminal, else back on the schedule."""
+    now = ctx.clock()
+    with ctx.sessions.begin() as session:
+        payment = repository.any_payment(session, payment_id, for_update=True)
+        if payment is None:
+            raise NotFound(f"no payment {payment_id}")
+        if payment.sync_state != SyncState.NEEDS_REVIEW:
+            raise ValidationFailed(f"payment {payment_id} is not flagged for review")
+        if Status(payment.status).terminal:
+            payment.sync_state = SyncState.SETTLED.value
+        else:
+            payment.sync_state = SyncState.POLLING.value
+            payment.give_up_at = give_up_deadline(ctx.settings.policy(payment.gateway), now)
+            payment.next_poll_at = now
+        record_event(
+            session,
+            payment,
+            source=Source.ADMIN,
+            outcome=Outcome.RESOLVED,
+            from_status=Status(payment.status),
+            now=now,
+            detail={"note": note, "review_reason": payment.review_reason},
+        )
+        payment.review_reason = None
+        payment.updated_at = now
+    return payment
