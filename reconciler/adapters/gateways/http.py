@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,3 +69,12 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise TransientError(f"unexpected JSON answer from {response.url}")
     return body
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Read a header whatever its case (a plain dict is not case-insensitive)."""
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None

@@ -31,7 +31,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, json_body
+from reconciler.adapters.gateways.http import Timeout, call, header, json_body
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Report, Status
 
@@ -76,18 +76,6 @@ def map_payment_status(gateway_status: str) -> Status:
 def map_order_status(gateway_status: str) -> Status:
     """Map an order status to ours; orders never fail, they stay unpaid."""
     return ORDER_STATUS_MAP.get(gateway_status, Status.PENDING)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Read a header whatever its case (a plain dict is not case-insensitive)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
 
 
 def sign(secret: str, body: bytes) -> str:

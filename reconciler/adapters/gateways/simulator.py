@@ -28,7 +28,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, json_body
+from reconciler.adapters.gateways.http import Timeout, call, header, json_body
 from reconciler.config import ConfigError, GatewayConfig
 from reconciler.domain.status import Report, Status
 
@@ -50,15 +50,6 @@ ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = (
 def map_status(gateway_status: str) -> Status:
     """Map a simulator status to ours; an unknown one keeps the payment pending (polled)."""
     return STATUS_MAP.get(gateway_status, Status.PENDING)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Read a header whatever its case (a plain dict is not case-insensitive)."""
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
 
 
 def parse_signatures(value: str) -> list[bytes]:

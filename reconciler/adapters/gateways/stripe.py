@@ -29,7 +29,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, json_body
+from reconciler.adapters.gateways.http import Timeout, call, header, json_body
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
 
@@ -50,18 +50,6 @@ _ERROR_FIELDS = ("type", "code", "decline_code", "message")
 def map_status(gateway_status: str) -> Status:
     """Map a PaymentIntent status to ours; an unknown one keeps the payment pending (polled)."""
     return STATUS_MAP.get(gateway_status, Status.PENDING)
-
-
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Read a header whatever its case (a plain dict is not case-insensitive)."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
 
 
 def parse_signature_header(value: str) -> tuple[int, list[str]]:
