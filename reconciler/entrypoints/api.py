@@ -16,6 +16,8 @@ from reconciler.services.errors import NotFound, ValidationFailed
 
 bp = Blueprint("payments", __name__, url_prefix="/v1")
 
+LIST_PARAMETERS = frozenset({"status", "gateway", "limit", "cursor"})
+
 
 def ctx() -> Context:
     context: Context = current_app.extensions["reconciler"]
@@ -70,6 +72,10 @@ def get_payment(payment_id: str) -> Response:
 @bp.get("/payments")
 def list_payments() -> Response:
     """List the merchant's payments, newest first, one page at a time."""
+    # A misspelt filter (`?stauts=failed`) must not silently list every payment.
+    unknown = sorted(set(request.args) - LIST_PARAMETERS)
+    if unknown:
+        raise ValidationFailed(f"unknown query parameter(s): {', '.join(unknown)}")
     raw_limit = request.args.get("limit", "20")
     try:
         limit = int(raw_limit)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from reconciler import __version__
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
 from reconciler.domain.status import Outcome, Source, Status, SyncState
+from reconciler.services.payments import MAX_AMOUNT, MAX_LIST_LIMIT, TEXT_PATTERN
 
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
+TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": TEXT_PATTERN}
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -43,8 +46,8 @@ ERRORS = {
 }
 
 
-def spec() -> dict[str, Any]:
-    """Build the OpenAPI document."""
+def spec(gateways: Iterable[str] = GATEWAYS) -> dict[str, Any]:
+    """Build the OpenAPI document; `gateways` are the ones new payments may name."""
     payment_ref = {"$ref": "#/components/schemas/Payment"}
     return {
         "openapi": "3.1.0",
@@ -89,17 +92,24 @@ def spec() -> dict[str, Any]:
                         {
                             "name": "status",
                             "in": "query",
-                            "schema": {"type": "string", "enum": [s.value for s in Status]},
+                            "description": "Only payments with this status; empty means any",
+                            "schema": {"type": "string", "enum": ["", *(s.value for s in Status)]},
                         },
                         {
                             "name": "gateway",
                             "in": "query",
-                            "schema": {"type": "string", "enum": list(GATEWAYS)},
+                            "description": "Only payments at this gateway; empty means any",
+                            "schema": {"type": "string", "enum": ["", *GATEWAYS]},
                         },
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_LIST_LIMIT,
+                                "default": 20,
+                            },
                         },
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                     ],
@@ -223,11 +233,11 @@ def spec() -> dict[str, Any]:
                     "additionalProperties": False,
                     "required": ["merchant_reference", "gateway", "amount", "currency"],
                     "properties": {
-                        "merchant_reference": {"type": "string", "minLength": 1, "maxLength": 200},
-                        "gateway": {"type": "string", "enum": list(GATEWAYS)},
-                        "amount": {"type": "integer", "minimum": 1, "maximum": 10**15},
+                        "merchant_reference": TEXT,
+                        "gateway": {"type": "string", "enum": list(gateways)},
+                        "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
                         "currency": {"type": "string", "enum": sorted(ISO_4217)},
-                        "gateway_payment_id": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "gateway_payment_id": TEXT,
                     },
                 },
                 "Payment": {

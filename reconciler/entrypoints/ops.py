@@ -49,4 +49,5 @@ def metrics() -> Response:
 @bp.get("/openapi.json")
 def openapi() -> Response:
     """Describe the API as OpenAPI 3.1."""
-    return jsonify(spec())
+    ctx: Context = current_app.extensions["reconciler"]
+    return jsonify(spec(gateways=list(ctx.gateways)))
