@@ -154,6 +154,7 @@ class Stack:
     simulator_url: str
     service_url: str
     api_key: str
+    webhook_secret: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     http: requests.Session = field(default_factory=requests.Session)
 
@@ -295,7 +296,7 @@ def run_stack(
             )
         processes.append(service)
         _wait_healthy(service_url, service, service_log, 30)
-        stack = Stack(workdir, simulator_url, service_url, api_key, processes)
+        stack = Stack(workdir, simulator_url, service_url, api_key, secret, processes)
         yield stack
     finally:
         if stack is not None:
@@ -743,8 +744,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--json", action="store_true", help="also print the report as JSON")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cleanup_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop the children."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit 1 if any payment is wrong, 3 if some never settled."""
+    cleanup_on_sigterm()
     profile = Profile(
         payments=args.payments,
         seed=args.seed,
