@@ -149,7 +149,7 @@ class Settings:
         sweep_interval = number("SWEEP_INTERVAL_S", 1.0)
         if sweep_interval <= 0:
             raise ConfigError("RECONCILER_SWEEP_INTERVAL_S must be positive")
-        return cls(
+        settings = cls(
             database_url=get("DATABASE_URL") or "sqlite:///reconciler.db",
             admin_token=get("ADMIN_TOKEN"),
             sweep_interval_s=sweep_interval,
@@ -173,3 +173,12 @@ class Settings:
             gateways=gateways,
             policies=policies,
         )
+        longest_call = settings.connect_timeout_s + max(
+            settings.read_timeout_s, settings.create_timeout_s
+        )
+        if settings.lease_s <= longest_call:
+            raise ConfigError(
+                f"RECONCILER_LEASE_S ({settings.lease_s:g}) must exceed the longest gateway call "
+                f"(connect + read timeout = {longest_call:g} s), or a lease could expire mid-call"
+            )
+        return settings

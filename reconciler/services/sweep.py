@@ -46,6 +46,10 @@ class HeldBack:
     """The breaker kept this call from going out."""
 
 
+class LeaseTooShort:
+    """The call could no longer finish inside our lease: leave the row to the next sweep."""
+
+
 @dataclass
 class SweepReport:
     """What one sweep did, for logs, metrics and tests."""
@@ -108,13 +112,14 @@ class Sweeper:
         report = SweepReport()
         now = clock()
         settings = self.ctx.settings
+        lease_until = now + timedelta(seconds=settings.lease_s)
         with self.ctx.sessions.begin() as session:
             claims = repository.claim_due(
                 session,
                 now=now,
                 limit=settings.sweep_batch_size,
                 owner=self.owner,
-                lease_until=now + timedelta(seconds=settings.lease_s),
+                lease_until=lease_until,
             )
         report.claimed = len(claims)
         futures = {}
@@ -122,11 +127,13 @@ class Sweeper:
             if claim.gateway not in self.breakers:
                 self._hold(claim, now + timedelta(seconds=60), "gateway not configured", report)
             else:
-                futures[self._pool.submit(self._call, claim, clock)] = claim
+                futures[self._pool.submit(self._call, claim, clock, lease_until)] = claim
         for future in as_completed(futures):
             claim = futures[future]
             answer = future.result()
-            if isinstance(answer, HeldBack):
+            if isinstance(answer, LeaseTooShort):
+                report.count(claim.gateway, "lease_too_short")
+            elif isinstance(answer, HeldBack):
                 breaker = self.breakers[claim.gateway]
                 self._hold(claim, breaker.retry_at(clock(), self.ctx.rand), "circuit open", report)
             else:
@@ -149,12 +156,20 @@ class Sweeper:
             )
         return report
 
-    def _call(self, claim: Claim, clock: Callable[[], datetime]) -> Answer | HeldBack:
+    def _call(
+        self, claim: Claim, clock: Callable[[], datetime], lease_until: datetime
+    ) -> Answer | HeldBack | LeaseTooShort:
         """Ask the gateway, unless its breaker is open; runs on a pool thread.
 
         The breaker is consulted and fed here, call by call, so an outage that starts in
         the middle of a batch stops the batch after `threshold` failures.
         """
+        # A row waiting in the pool behind slow calls may outlive its lease; then another
+        # sweeper may claim it, and calling now could poll the payment twice at once.
+        settings = self.ctx.settings
+        worst_case = timedelta(seconds=settings.connect_timeout_s + settings.read_timeout_s)
+        if clock() + worst_case > lease_until:
+            return LeaseTooShort()
         breaker = self.breakers[claim.gateway]
         if not breaker.allow(clock()):
             return HeldBack()

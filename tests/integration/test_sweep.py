@@ -253,7 +253,7 @@ def test_a_sweep_killed_mid_poll_loses_nothing(
     if not db_url.startswith("sqlite"):
         pytest.skip("covered on PostgreSQL by the multi-replica test")
     clock = FakeClock(datetime.now(UTC) - timedelta(seconds=60))
-    settings = make_settings(db_url, faults.url, lease_s=20, gateway_read_timeout_s=60)
+    settings = make_settings(db_url, faults.url, lease_s=40, gateway_read_timeout_s=30)
     ctx = bootstrap(settings, clock=clock)
     from reconciler.services.merchants import create_merchant
     from reconciler.services.payments import PaymentRequest, register_payment
@@ -275,8 +275,8 @@ def test_a_sweep_killed_mid_poll_loses_nothing(
                 "DATABASE_URL": db_url,
                 "SIMULATOR_URL": faults.url,
                 "SIMULATOR_WEBHOOK_SECRET": "whsec_dGVzdA==",
-                "LEASE_S": "20",
-                "GATEWAY_READ_TIMEOUT_S": "60",
+                "LEASE_S": "40",
+                "GATEWAY_READ_TIMEOUT_S": "30",
             }.items()
         },
     }
@@ -312,7 +312,7 @@ def test_a_sweep_killed_mid_poll_loses_nothing(
     try:
         clock.now = datetime.now(UTC)
         assert sweeper.sweep_once(clock.now).claimed == 0  # the dead sweeper's leases hold
-        clock.advance(21)
+        clock.advance(41)
         report = sweeper.sweep_once(clock.now)
         assert report.claimed == 5
         rows = payments(ctx)
