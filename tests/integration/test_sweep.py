@@ -323,3 +323,29 @@ def test_a_sweep_killed_mid_poll_loses_nothing(
     finally:
         sweeper.close()
         ctx.close()
+
+
+def test_a_call_that_could_outlive_its_lease_is_not_made(
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    simulator: Simulator,
+    clock: FakeClock,
+) -> None:
+    gid = simulator.create(amount=5, currency="EUR", reference="late-in-queue")["id"]
+    pid = register(client, merchant, gid)
+    clock.advance(30)
+    claimed_at = clock.now
+    ticks = iter([claimed_at])  # the claim sees this time; every later read is 55 s on
+    ctx.clock = lambda: next(ticks, claimed_at + timedelta(seconds=55))
+    sweeper = Sweeper(ctx)
+    try:
+        report = sweeper.sweep_once()
+    finally:
+        sweeper.close()
+    assert report.claimed == 1
+    assert report.outcomes == {"simulator:lease_too_short": 1}
+    assert fetches(simulator, [gid])[gid] == []
+    row = payments(ctx)[pid]
+    assert row.lease_owner is not None  # left to lapse; the next claim after expiry takes it
+    assert row.next_poll_at == claimed_at
