@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 from sqlalchemy import text
 
 from reconciler.bootstrap import bootstrap
@@ -125,6 +126,15 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
     return app
 
 
+class _JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
+    """Send gunicorn's own messages through the root JSON handler, like every other log."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.handlers[:] = []
+        self.error_log.propagate = True
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
@@ -153,6 +163,7 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         "graceful_timeout": 20,
         "accesslog": None,
         "errorlog": "-",
+        "logger_class": _JsonGunicornLogger,
         "loglevel": settings.log_level.lower(),
     }
     _Gunicorn(settings, options).run()
