@@ -46,8 +46,106 @@ ERRORS = {
 }
 
 
-def spec(gateways: Iterable[str] = GATEWAYS) -> dict[str, Any]:
-    """Build the OpenAPI document; `gateways` are the ones new payments may name."""
+def spec(gateways: Iterable[str] = GATEWAYS, *, admin: bool = False) -> dict[str, Any]:
+    """Build the OpenAPI document; `gateways` are the ones new payments may name.
+
+    The operator endpoints are described only when they are on (an admin token is set).
+    """
+    document = _document(gateways)
+    if admin:
+        document["paths"].update(_admin_paths())
+        document["components"]["securitySchemes"]["admin"] = {"type": "http", "scheme": "bearer"}
+    return document
+
+
+def _admin_paths() -> dict[str, Any]:
+    payment_ref = {"$ref": "#/components/schemas/Payment"}
+    note = {"type": "string", "minLength": 1, "maxLength": 1000}
+    security: list[dict[str, list[str]]] = [{"admin": []}]
+    errors = {
+        "400": _problem("Invalid request"),
+        "401": _problem("Missing or wrong admin token"),
+        "404": _problem("No such payment"),
+    }
+
+    def post(summary: str, body: dict[str, Any] | None, ok: dict[str, Any]) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "security": security,
+            "parameters": [PAYMENT_ID],
+            "responses": {**ok, **errors},
+        }
+        if body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
+        return {"post": operation}
+
+    return {
+        "/admin/payments": {
+            "get": {
+                "summary": "List every merchant's payments, optionally in one sync state",
+                "security": security,
+                "parameters": [
+                    {
+                        "name": "sync_state",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in SyncState]},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+                    },
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}, "One page of payments"),
+                    "400": errors["400"],
+                    "401": errors["401"],
+                },
+            }
+        },
+        "/admin/payments/{payment_id}": {
+            "get": {
+                "summary": "Show any merchant's payment",
+                "security": security,
+                "parameters": [PAYMENT_ID],
+                "responses": {"200": _json(payment_ref, "The payment"), **errors},
+            }
+        },
+        "/admin/payments/{payment_id}/refresh": post(
+            "Poll the payment as soon as possible", None, {"202": _json(payment_ref, "Scheduled")}
+        ),
+        "/admin/payments/{payment_id}/report": post(
+            "Apply an operator's status report through the status rules",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["status", "note"],
+                "properties": {
+                    "status": {"type": "string", "enum": [s.value for s in Status]},
+                    "gateway_status": {"type": "string", "maxLength": 64},
+                    "note": note,
+                },
+            },
+            {"200": _json({"type": "object"}, "The outcome and the payment")},
+        ),
+        "/admin/payments/{payment_id}/resolve": post(
+            "Clear the payment's review flag",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["note"],
+                "properties": {"note": note},
+            },
+            {"200": _json(payment_ref, "The payment")},
+        ),
+    }
+
+
+def _document(gateways: Iterable[str]) -> dict[str, Any]:
     payment_ref = {"$ref": "#/components/schemas/Payment"}
     return {
         "openapi": "3.1.0",

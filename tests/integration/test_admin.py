@@ -111,3 +111,12 @@ def test_admin_refresh_and_bad_input(admin_client: FlaskClient) -> None:
     )
     assert not_flagged.status_code == 400
     assert admin_client.get("/admin/payments?sync_state=weird", headers=ADMIN).status_code == 400
+
+
+def test_the_openapi_document_describes_admin_endpoints_only_when_they_are_on(
+    client: FlaskClient, admin_client: FlaskClient
+) -> None:
+    off = client.get("/openapi.json").json["paths"]
+    on = admin_client.get("/openapi.json").json["paths"]
+    assert not any(path.startswith("/admin") for path in off)
+    assert {"/admin/payments", "/admin/payments/{payment_id}/resolve"} <= set(on)
