@@ -141,7 +141,7 @@ class SimulatorGateway:
         raw_signature = header(headers, SIGNATURE_HEADER)
         if not msg_id or not raw_timestamp or not raw_signature:
             raise MalformedWebhook("missing webhook-id, webhook-timestamp or webhook-signature")
-        if not raw_timestamp.strip().isdigit():
+        if not (raw_timestamp.strip().isascii() and raw_timestamp.strip().isdigit()):
             raise MalformedWebhook(f"{TIMESTAMP_HEADER} is not an integer")
         timestamp = int(raw_timestamp)
         signatures = parse_signatures(raw_signature)
