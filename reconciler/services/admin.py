@@ -10,7 +10,7 @@ from reconciler.bootstrap import Context
 from reconciler.domain.policy import give_up_deadline
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState
 from reconciler.services.errors import NotFound, ValidationFailed
-from reconciler.services.payments import MAX_LIST_LIMIT, make_due
+from reconciler.services.payments import make_due, page_start
 from reconciler.services.reports import apply_report, record_event
 
 
@@ -22,12 +22,7 @@ def list_by_sync_state(
         raise ValidationFailed(
             f"sync_state must be one of: {', '.join(s.value for s in SyncState)}"
         )
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-    try:
-        after = repository.decode_cursor(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed("cursor is not one this API returned") from None
+    after = page_start(limit, cursor)
     with ctx.sessions() as session:
         page = repository.list_payments(
             session,

@@ -27,10 +27,11 @@ from reconciler.adapters.models import Merchant, Payment, PaymentEvent
 from reconciler.bootstrap import Context
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
-from reconciler.domain.policy import first_poll_at, give_up_deadline, next_poll
+from reconciler.domain.policy import first_poll_at, give_up_deadline
 from reconciler.domain.status import Report, Source, Status, SyncState
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
 from reconciler.services.reports import apply_orphans, apply_report
+from reconciler.services.schedule import reschedule
 
 log = logging.getLogger(__name__)
 
@@ -250,18 +251,23 @@ def record_creation(
     if isinstance(answer, AuthError):
         log.error("gateway rejected our credentials", extra={"gateway": payment.gateway})
     payment.poll_attempts += 1
-    decision = next_poll(
-        policy,
-        attempt=payment.poll_attempts,
-        previous_delay=payment.last_delay_s,
+    reschedule(
+        payment,
+        policy=policy,
         now=now,
-        give_up_at=payment.give_up_at,
         retry_after=getattr(answer, "retry_after", None),
         rand=ctx.rand,
     )
-    payment.last_delay_s = decision.delay
-    payment.next_poll_at = decision.at
-    payment.sync_state = (SyncState.GAVE_UP if decision.gives_up else SyncState.POLLING).value
+
+
+def page_start(limit: int, cursor: str | None) -> tuple[datetime, str] | None:
+    """Check a page size and decode the cursor a previous page returned."""
+    if not 1 <= limit <= MAX_LIST_LIMIT:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+    try:
+        return repository.decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise ValidationFailed("cursor is not one this API returned") from None
 
 
 def get_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Payment:
@@ -286,12 +292,7 @@ def list_payments(
         raise ValidationFailed(f"status must be one of: {', '.join(s.value for s in Status)}")
     if gateway is not None and gateway not in GATEWAYS:
         raise ValidationFailed(f"gateway must be one of: {', '.join(GATEWAYS)}")
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise ValidationFailed(f"limit must be between 1 and {MAX_LIST_LIMIT}")
-    try:
-        after = repository.decode_cursor(cursor) if cursor else None
-    except ValueError:
-        raise ValidationFailed("cursor is not one this API returned") from None
+    after = page_start(limit, cursor)
     with ctx.sessions() as session:
         page = repository.list_payments(
             session, merchant.id, status=status, gateway=gateway, limit=limit + 1, after=after

@@ -27,7 +27,6 @@ from reconciler.adapters.models import Payment
 from reconciler.adapters.repository import Claim
 from reconciler.bootstrap import Context
 from reconciler.domain.breaker import CircuitBreaker
-from reconciler.domain.policy import next_poll
 from reconciler.domain.status import Outcome, Source, Status, SyncState
 from reconciler.services.payments import record_creation
 from reconciler.services.reports import (
@@ -36,6 +35,7 @@ from reconciler.services.reports import (
     flag_for_review,
     record_event,
 )
+from reconciler.services.schedule import reschedule
 
 log = logging.getLogger(__name__)
 
@@ -307,26 +307,7 @@ class Sweeper:
         ):
             payment.next_poll_at = None
             return
-        decision = next_poll(
-            policy,
-            attempt=payment.poll_attempts,
-            previous_delay=payment.last_delay_s,
-            now=now,
-            give_up_at=payment.give_up_at,
-            retry_after=retry_after,
-            rand=self.ctx.rand,
-        )
-        if decision.gives_up:
-            payment.sync_state = SyncState.GAVE_UP.value
-            payment.next_poll_at = None
-            log.warning(
-                "gave up polling",
-                extra={"payment_id": payment.id, "gateway": payment.gateway},
-            )
-        else:
-            payment.sync_state = SyncState.POLLING.value
-            payment.next_poll_at = decision.at
-            payment.last_delay_s = decision.delay
+        reschedule(payment, policy=policy, now=now, retry_after=retry_after, rand=self.ctx.rand)
 
 
 NOT_FOUND_REASON = "the gateway does not know this payment"
