@@ -739,6 +739,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-webhooks", action="store_true", help="the gateway sends no webhooks at all")
     add("--outage-at", type=float, default=d.outage_at_s, help="outage start, s after traffic")
     add("--outage", type=float, default=d.outage_s, help="outage length in s; 0 for none")
+    add(
+        "--first-delay",
+        type=float,
+        default=d.first_delay_s,
+        help="service: grace before 1st poll, s",
+    )
+    add("--base-delay", type=float, default=d.base_delay_s, help="service: first backoff delay, s")
+    add("--max-delay", type=float, default=d.max_delay_s, help="service: backoff cap, s")
     add("--timeout", type=float, default=d.timeout_s, help="give up waiting after this many s")
     add("--plot", metavar="FILE.png", default=None, help="draw staleness and poll timing")
     add("--json", action="store_true", help="also print the report as JSON")
@@ -770,6 +778,9 @@ def run(args: argparse.Namespace) -> int:
         outage_at_s=args.outage_at,
         outage_s=args.outage,
         timeout_s=args.timeout,
+        first_delay_s=args.first_delay,
+        base_delay_s=args.base_delay,
+        max_delay_s=max(args.max_delay, args.base_delay),
     )
     if profile.payments < 1:
         print("demo: --payments must be at least 1", file=sys.stderr)
