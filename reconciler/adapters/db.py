@@ -2,16 +2,81 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+BUSY_TIMEOUT_S = 30
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A SQLite connection whose transactions queue on a lock shared by its engine.
+
+    SQLite lets one writer in at a time; the others spin in its busy handler, which
+    sleeps in growing steps and makes the slowest webhook wait far longer than the
+    work takes. Queuing on a Python lock inside the process hands the database over the
+    moment the previous transaction ends. Other processes still meet the busy handler.
+    """
+
+    write_lock: threading.Lock  # set per engine, see _connection_class
+    _holds_lock = False
+
+    def begin_queued(self) -> None:
+        # The same bound as SQLite's own busy timeout: a stuck writer is an error, not a hang.
+        if not self.write_lock.acquire(timeout=BUSY_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked (queued writer timed out)")
+        self._holds_lock = True
+        try:
+            self.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._release()
+            raise
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._holds_lock:
+            self._holds_lock = False
+            self.write_lock.release()
+
+
+def _connection_class() -> type[_QueuedWriterConnection]:
+    return type(
+        "QueuedWriterConnection", (_QueuedWriterConnection,), {"write_lock": threading.Lock()}
+    )
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and write-ahead BEGINs."""
+    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and queued writers."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={
+                "timeout": BUSY_TIMEOUT_S,
+                "check_same_thread": False,
+                "factory": _connection_class(),
+            },
+        )
         _configure_sqlite(engine)
         return engine
     return create_engine(
@@ -35,7 +100,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # Take the write lock up front: a deferred transaction that later writes can fail
         # with SQLITE_BUSY instead of waiting, which would lose a webhook under load.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.connection.dbapi_connection.begin_queued()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
