@@ -14,6 +14,7 @@ from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
 from reconciler.services.sweep import Sweeper, SweepReport
 
+SKIPPED = ("held", "lease_too_short")  # sweep outcomes that made no gateway call
 BREAKER_VALUE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
@@ -32,6 +33,12 @@ class Metrics:
             "reconciler_webhooks",
             "Webhook deliveries received, by result",
             ["gateway", "result"],
+            registry=self.registry,
+        )
+        self.skipped = Counter(
+            "reconciler_polls_skipped",
+            "Claimed payments the sweep did not call: held (breaker open), lease_too_short",
+            ["gateway", "reason"],
             registry=self.registry,
         )
         self.sweep_duration = Histogram(
@@ -60,7 +67,10 @@ class Metrics:
         self.sweep_claimed.inc(report.claimed)
         for key, count in report.outcomes.items():
             gateway, _, outcome = key.partition(":")
-            self.polls.labels(gateway=gateway, outcome=outcome).inc(count)
+            if outcome in SKIPPED:
+                self.skipped.labels(gateway=gateway, reason=outcome).inc(count)
+            else:
+                self.polls.labels(gateway=gateway, outcome=outcome).inc(count)
         self.update_breakers()
 
     def update_breakers(self) -> None:

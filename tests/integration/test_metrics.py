@@ -164,7 +164,7 @@ def test_breaker_state_shows_open_after_an_outage(
     sweeper.sweep_once()
     samples = scrape(client)
     assert value(samples, "reconciler_breaker_state", gateway="simulator") == 2  # open
-    assert value(samples, "reconciler_polls_total", gateway="simulator", outcome="held") >= 1
+    assert value(samples, "reconciler_polls_skipped_total", gateway="simulator", reason="held") >= 1
 
 
 def test_healthz_is_always_ok(client: FlaskClient) -> None:
