@@ -21,6 +21,7 @@ from reconciler.adapters.models import (
 )
 
 payments = cast(Table, Payment.__table__)
+inbox = cast(Table, WebhookInbox.__table__)
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,13 @@ def payment_events(session: Session, payment_id: str) -> Sequence[PaymentEvent]:
 def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
     """Store a webhook in the inbox once; None when this gateway event id is already there."""
     insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
+    # Values go in as parameters, so the compiled statement is cached across deliveries.
     stmt = (
-        insert(WebhookInbox)
-        .values(**values)
+        insert(inbox)
         .on_conflict_do_nothing(index_elements=["gateway", "gateway_event_id"])
-        .returning(WebhookInbox.id)
+        .returning(inbox.c.id)
     )
-    return session.execute(stmt).scalar_one_or_none()
+    return session.execute(stmt, values).scalar_one_or_none()
 
 
 def inbox_entry(session: Session, entry_id: int) -> WebhookInbox:
