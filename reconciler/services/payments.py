@@ -9,7 +9,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -160,8 +160,11 @@ def register_payment(
                 updated_at=now,
                 sync_state=SyncState.AWAITING_WEBHOOK.value,
                 poll_attempts=0,
-                # Without a gateway id the payment is due at once: the sweep creates it.
-                next_poll_at=first_poll_at(policy, now) if request.gateway_payment_id else now,
+                next_poll_at=(
+                    first_poll_at(policy, now)
+                    if request.gateway_payment_id
+                    else creation_fallback_at(ctx, now)
+                ),
                 give_up_at=give_up_deadline(policy, now),
             )
             session.add(payment)
@@ -181,6 +184,16 @@ def register_payment(
     if request.gateway_payment_id is None:
         payment = create_at_gateway(ctx, payment.id, source=Source.API)
     return payment, True
+
+
+def creation_fallback_at(ctx: Context, now: datetime) -> datetime:
+    """Say when the sweep should create the payment if this request's own attempt is lost.
+
+    The request creates it at the gateway right after committing the row; the sweep only
+    steps in once that attempt must have ended (a crash, a timeout), with the same key.
+    """
+    settings = ctx.settings
+    return now + timedelta(seconds=settings.connect_timeout_s + settings.create_timeout_s + 1)
 
 
 def _replay(existing: Payment, fingerprint: str) -> Payment:
