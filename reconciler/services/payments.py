@@ -262,7 +262,13 @@ def record_creation(
         )
         return
     if isinstance(answer, AuthError):
+        # Our configuration is wrong, not the payment: retry after a breaker cool-down
+        # without counting an attempt against the payment's schedule.
         log.error("gateway rejected our credentials", extra={"gateway": payment.gateway})
+        cooldown = ctx.settings.breaker_cooldown_s * (0.5 + 0.5 * ctx.rand())
+        payment.next_poll_at = now + timedelta(seconds=cooldown)
+        payment.sync_state = SyncState.POLLING.value
+        return
     payment.poll_attempts += 1
     reschedule(
         payment,

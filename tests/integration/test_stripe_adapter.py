@@ -322,3 +322,53 @@ def test_webhooks_settle_payments_and_the_sweep_fills_in_a_lost_one(
     assert (payment["status"], payment["status_source"]) == ("succeeded", "poll")
     assert fake.calls("GET", f"/v1/payment_intents/{lost['id']}") == 1
     assert fake.calls("GET", f"/v1/payment_intents/{heard['id']}") == 0  # settled: not polled
+
+
+def test_rejected_credentials_open_the_breaker_and_cost_the_payment_nothing(
+    db_url: str, fake: StripeFake, clock: FakeClock
+) -> None:
+    from reconciler.entrypoints.app import create_app
+    from reconciler.services.merchants import create_merchant
+
+    settings = make_settings(db_url, stripe_api_base=fake.url, stripe_api_key="sk_test_revoked")
+    context = bootstrap(settings, clock=clock, rand=random.Random(1).random)
+    sweeper = Sweeper(context)
+    try:
+        client = create_app(ctx=context).test_client()
+        _, key = create_merchant(context, "acme")
+        headers = {"Authorization": f"Bearer {key}"}
+        intent = fake.add_intent(amount=100, currency="usd", status="processing")
+        tracked = client.post(
+            "/v1/payments",
+            json={
+                "merchant_reference": "tracked",
+                "gateway": "stripe",
+                "amount": 100,
+                "currency": "USD",
+                "gateway_payment_id": intent["id"],
+            },
+            headers=headers,
+        ).json
+        created = client.post(
+            "/v1/payments",
+            json={
+                "merchant_reference": "new",
+                "gateway": "stripe",
+                "amount": 100,
+                "currency": "USD",
+            },
+            headers=headers,
+        ).json
+        assert created["gateway_payment_id"] is None
+        assert created["sync"]["last_error"].startswith("create:")
+        assert created["sync"]["poll_attempts"] == 0
+        clock.advance(30)
+        sweeper.sweep_once(clock.now)
+        assert sweeper.breakers["stripe"].state.value == "open"
+        polled = client.get(f"/v1/payments/{tracked['id']}", headers=headers).json
+        assert polled["sync"]["poll_attempts"] == 0
+        assert polled["sync"]["last_error"].startswith("auth:")
+        assert polled["status"] == "pending"
+    finally:
+        sweeper.close()
+        context.close()
