@@ -36,6 +36,10 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
 
+    def can_register(self, gateway: str) -> bool:
+        """Say whether payments may be registered for this gateway (credentials are set)."""
+        return gateway in self.gateways and self.settings.gateway(gateway).enabled
+
     def close(self) -> None:
         if self.http is not None:
             self.http.close()
@@ -43,7 +47,12 @@ class Context:
 
 
 def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gateway]:
-    """Instantiate every gateway whose credentials are set; the others are off."""
+    """Instantiate every gateway with credentials or a webhook secret.
+
+    A gateway without credentials is off for payments (registering one is a 400), but
+    with a webhook secret its webhooks are still verified and kept, so nothing the
+    gateway delivers is lost while the credentials are being set up.
+    """
     from reconciler.adapters.gateways.razorpay import RazorpayGateway
     from reconciler.adapters.gateways.simulator import SimulatorGateway
     from reconciler.adapters.gateways.stripe import StripeGateway
@@ -58,7 +67,7 @@ def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gate
     gateways: dict[str, Gateway] = {}
     for name, cls in classes.items():
         config = settings.gateway(name)
-        if config.enabled:
+        if config.enabled or config.webhook_secrets:
             gateways[name] = cls(
                 config,
                 session=http,

@@ -50,4 +50,9 @@ def metrics() -> Response:
 def openapi() -> Response:
     """Describe the API as OpenAPI 3.1."""
     ctx: Context = current_app.extensions["reconciler"]
-    return jsonify(spec(gateways=list(ctx.gateways), admin=bool(ctx.settings.admin_token)))
+    return jsonify(
+        spec(
+            gateways=[g for g in ctx.gateways if ctx.can_register(g)],
+            admin=bool(ctx.settings.admin_token),
+        )
+    )

@@ -124,7 +124,7 @@ def register_payment(
     row is committed, so a crash or a gateway outage leaves a row the sweep will retry
     with the same idempotency key.
     """
-    if request.gateway not in ctx.gateways:
+    if not ctx.can_register(request.gateway):
         raise GatewayUnavailable(
             f"gateway {request.gateway!r} is not configured on this service "
             f"(set its RECONCILER_{request.gateway.upper()}_* credentials)"

@@ -303,3 +303,51 @@ def test_fuzzed_deliveries_never_fail_with_5xx_or_change_state(
     response = client.post("/webhooks/simulator", data=body, headers=headers)
     assert response.status_code in (400, 401)
     assert counts(ctx) == before
+
+
+def test_webhooks_are_kept_for_a_gateway_with_only_its_webhook_secret_set(
+    db_url: str, clock: FakeClock
+) -> None:
+    import random
+
+    from conftest import make_settings
+
+    from reconciler.bootstrap import bootstrap
+    from reconciler.entrypoints.app import create_app
+
+    secret = "whsec_stripe_test_only"
+    ctx = bootstrap(
+        make_settings(db_url, stripe_webhook_secret=secret),
+        clock=clock,
+        rand=random.Random(3).random,
+    )
+    try:
+        client = create_app(ctx=ctx).test_client()
+        body = json.dumps(
+            {
+                "id": "evt_1",
+                "object": "event",
+                "type": "payment_intent.succeeded",
+                "created": int(clock.now.timestamp()),
+                "data": {
+                    "object": {"id": "pi_1", "object": "payment_intent", "status": "succeeded"}
+                },
+            }
+        ).encode()
+        ts = int(clock.now.timestamp())
+        mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+        response = client.post(
+            "/webhooks/stripe", data=body, headers={"Stripe-Signature": f"t={ts},v1={mac}"}
+        )
+        assert response.status_code == 200
+        assert response.json["result"] == "orphan"
+        assert counts(ctx)[2] == 1
+        # ...but payments cannot be registered for it until its API key is set.
+        assert (
+            "stripe"
+            not in client.get("/openapi.json").json["components"]["schemas"]["PaymentRequest"][
+                "properties"
+            ]["gateway"]["enum"]
+        )
+    finally:
+        ctx.close()
