@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from conftest import FakeClock, MerchantAuth, make_settings
+from fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake
+from flask.testing import FlaskClient
 
-_TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(_TESTS_DIR) not in sys.path:  # tests/conftest.py normally puts it there
-    sys.path.insert(0, str(_TESTS_DIR))
-
-from conftest import FakeClock, MerchantAuth, make_settings  # noqa: E402
-from fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake  # noqa: E402
-from flask.testing import FlaskClient  # noqa: E402
-
-from reconciler.adapters.gateways.base import (  # noqa: E402
+from reconciler.adapters.gateways.base import (
     AuthError,
     CreateRequest,
     InvalidSignature,
@@ -28,11 +21,11 @@ from reconciler.adapters.gateways.base import (  # noqa: E402
     RequestRejected,
     TransientError,
 )
-from reconciler.adapters.gateways.razorpay import RazorpayGateway  # noqa: E402
-from reconciler.bootstrap import Context, bootstrap  # noqa: E402
-from reconciler.config import GatewayConfig  # noqa: E402
-from reconciler.domain.status import Status  # noqa: E402
-from reconciler.services.sweep import Sweeper  # noqa: E402
+from reconciler.adapters.gateways.razorpay import RazorpayGateway
+from reconciler.bootstrap import Context, bootstrap
+from reconciler.config import GatewayConfig
+from reconciler.domain.status import Status
+from reconciler.services.sweep import Sweeper
 
 
 @pytest.fixture

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from simhelpers import Simulator, run_simulator
 
-_TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(_TESTS_DIR) not in sys.path:  # tests/conftest.py normally puts it there
-    sys.path.insert(0, str(_TESTS_DIR))
-
-from simhelpers import Simulator, run_simulator  # noqa: E402
-
-from reconciler.adapters.gateways.base import CreateRequest, TransientError  # noqa: E402
-from reconciler.adapters.gateways.simulator import SimulatorGateway  # noqa: E402
-from reconciler.config import GatewayConfig  # noqa: E402
-from reconciler.domain.status import Status  # noqa: E402
+from reconciler.adapters.gateways.base import CreateRequest, TransientError
+from reconciler.adapters.gateways.simulator import SimulatorGateway
+from reconciler.config import GatewayConfig
+from reconciler.domain.status import Status
 
 SECRET = "whsec_" + base64.b64encode(b"integration-test-secret-32bytes!").decode()
 BODY = {"amount": 4990, "currency": "INR", "reference": "order-1"}
