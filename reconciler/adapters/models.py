@@ -55,7 +55,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(none_as_null=True)}
 
 
 class Merchant(Base):
@@ -143,6 +143,7 @@ class WebhookInbox(Base):
     status: Mapped[str | None] = mapped_column(String(16))
     gateway_status: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime | None]
+    detail: Mapped[dict[str, Any] | None]  # what the adapter read besides the status
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(16))

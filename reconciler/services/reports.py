@@ -136,7 +136,7 @@ def apply_inbox_entry(
         now=now,
         policy=policy,
         gateway_event_id=entry.gateway_event_id,
-        detail={"event_type": entry.event_type},
+        detail={**(entry.detail or {}), "event_type": entry.event_type},
     )
     entry.outcome = decision.outcome.value
     return decision

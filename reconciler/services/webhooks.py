@@ -102,6 +102,7 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: object) -> d
         "status": report.status.value if report else None,
         "gateway_status": report.gateway_status if report else None,
         "occurred_at": report.occurred_at if report else None,
+        "detail": dict(event.detail) or None,
         "received_at": now,
         "processed_at": None,
         "outcome": "ignored" if report is None else "orphan",

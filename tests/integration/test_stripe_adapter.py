@@ -365,3 +365,22 @@ def test_rejected_credentials_open_the_breaker_and_cost_the_payment_nothing(
     finally:
         sweeper.close()
         context.close()
+
+
+def test_a_declined_attempt_stays_pending_and_the_decline_is_in_the_timeline(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(status="requires_confirmation")
+    payment_id = register(client, merchant, "order-declined", intent["id"])
+    decline = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds"}
+    fake.set_status(intent["id"], "requires_payment_method", last_payment_error=decline)
+    now = int(clock.now.timestamp())
+    event = fake.event("payment_intent.payment_failed", intent["id"], created=now)
+    headers, body = fake.signed(event, timestamp=now)
+    assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
+    payment = client.get(f"/v1/payments/{payment_id}", headers=merchant.headers).json
+    assert (payment["status"], payment["gateway_status"]) == ("pending", "requires_payment_method")
+    timeline = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
+    (declined,) = [e for e in timeline["data"] if e["source"] == "webhook"]
+    assert declined["detail"]["event_type"] == "payment_intent.payment_failed"
+    assert declined["detail"]["last_payment_error"]["code"] == "card_declined"
