@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,8 @@ from reconciler.adapters import repository
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
+
+log = logging.getLogger(__name__)
 
 
 def apply_report(
@@ -53,6 +56,21 @@ def apply_report(
             payment.sync_state = SyncState.SETTLED.value
     elif source is Source.WEBHOOK and decision.outcome is not Outcome.STALE:
         _push_back(payment, now + timedelta(seconds=policy.first_delay))
+    if decision.moves or decision.flag_review:
+        log.log(
+            logging.WARNING if decision.flag_review else logging.INFO,
+            "payment flagged for review" if decision.flag_review else "payment status reported",
+            extra={
+                "payment_id": payment.id,
+                "gateway": payment.gateway,
+                "source": source.value,
+                "outcome": decision.outcome.value,
+                "from_status": before.value,
+                "to_status": payment.status,
+                "gateway_status": report.gateway_status,
+                **({"reason": decision.reason} if decision.reason else {}),
+            },
+        )
     record_event(
         session,
         payment,

@@ -351,3 +351,13 @@ def test_webhooks_are_kept_for_a_gateway_with_only_its_webhook_secret_set(
         )
     finally:
         ctx.close()
+
+
+def test_a_status_change_is_logged_with_the_payment_and_gateway(
+    client: FlaskClient, merchant: MerchantAuth, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    pid = register(client, merchant, "sim_pay_log")
+    with caplog.at_level("INFO", logger="reconciler.services.reports"):
+        deliver(client, clock, "m_log", event("sim_pay_log", "succeeded", clock.now))
+    (record,) = [r for r in caplog.records if r.getMessage() == "payment status reported"]
+    assert (record.payment_id, record.gateway, record.to_status) == (pid, "simulator", "succeeded")
