@@ -187,6 +187,12 @@ class Sweeper:
                 )
             else:
                 answer = gateway.fetch_payment(claim.gateway_payment_id)
+                if answer.gateway_payment_id != claim.gateway_payment_id:
+                    # A gateway that answers about another payment is not believed.
+                    answer = TransientError(
+                        f"asked for {claim.gateway_payment_id}, "
+                        f"the gateway answered about {answer.gateway_payment_id}"
+                    )
         except GatewayError as exc:
             answer = exc
         except Exception as exc:  # a bug in an adapter must not kill the sweep
