@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings as hypothesis_settings
 from pgserver import PgServer, require_postgres
 from simhelpers import Simulator, run_simulator
 
@@ -22,6 +23,11 @@ from reconciler.config import Settings
 from reconciler.entrypoints.app import create_app
 from reconciler.entrypoints.commands import upgrade
 from reconciler.services.merchants import create_merchant
+
+# Shared CI machines are slow and noisy: a property test must fail on its property, not
+# on how long one example happened to take.
+hypothesis_settings.register_profile("reconciler", deadline=None, print_blob=True)
+hypothesis_settings.load_profile("reconciler")
 
 SIM_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1zaW11bGF0b3I="  # test-only
 
