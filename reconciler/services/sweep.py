@@ -273,9 +273,9 @@ class Sweeper:
             return
         payment.poll_attempts += 1
         if isinstance(answer, GatewayPayment):
-            payment.last_error = None
-            if answer.detail.get("last_payment_error"):
-                payment.last_error = f"attempt failed: {answer.detail['last_payment_error']}"
+            payment.last_error = (
+                f"attempt failed: {answer.attempt_error}" if answer.attempt_error else None
+            )
             apply_report(
                 session,
                 payment,

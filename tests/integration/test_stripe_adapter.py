@@ -384,3 +384,13 @@ def test_a_declined_attempt_stays_pending_and_the_decline_is_in_the_timeline(
     (declined,) = [e for e in timeline["data"] if e["source"] == "webhook"]
     assert declined["detail"]["event_type"] == "payment_intent.payment_failed"
     assert declined["detail"]["last_payment_error"]["code"] == "card_declined"
+    # The next poll sees the same decline and says why the payment is still pending.
+    clock.advance(31)
+    sweeper = Sweeper(ctx)
+    try:
+        sweeper.sweep_once()
+    finally:
+        sweeper.close()
+    payment = client.get(f"/v1/payments/{payment_id}", headers=merchant.headers).json
+    assert payment["status"] == "pending"
+    assert payment["sync"]["last_error"] == "attempt failed: card_declined: insufficient_funds"

@@ -29,6 +29,7 @@ class GatewayPayment:
     status: Status
     occurred_at: datetime | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    attempt_error: str | None = None  # why the customer's last attempt failed, if it did
 
     def report(self) -> Report:
         return Report(self.status, self.gateway_status, self.occurred_at)

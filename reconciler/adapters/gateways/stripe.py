@@ -178,15 +178,23 @@ class StripeGateway:
         if not isinstance(intent_id, str) or not isinstance(gateway_status, str):
             raise TransientError("Stripe answered without a PaymentIntent id or status")
         detail: dict[str, Any] = {}
+        attempt_error = None
         error = intent.get("last_payment_error")
         if gateway_status == "requires_payment_method" and isinstance(error, dict):
             detail["last_payment_error"] = {k: error[k] for k in _ERROR_FIELDS if k in error}
+            attempt_error = (
+                ": ".join(
+                    str(error[k]) for k in ("code", "decline_code", "message") if error.get(k)
+                )
+                or "payment attempt failed"
+            )
         return GatewayPayment(
             gateway_payment_id=intent_id,
             gateway_status=gateway_status,
             status=map_status(gateway_status),
             occurred_at=occurred_at,
             detail=detail,
+            attempt_error=attempt_error,
         )
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
