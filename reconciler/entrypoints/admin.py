@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import NotFound, RequestEntityTooLarge, Unauthorized
+from werkzeug.exceptions import NotFound, Unauthorized
 
 from reconciler.bootstrap import Context
+from reconciler.entrypoints.bodies import read_body
 from reconciler.entrypoints.serialize import payment_json
 from reconciler.services import admin
 from reconciler.services.errors import ValidationFailed
@@ -35,9 +36,7 @@ def _authenticate() -> None:
 
 
 def _body() -> dict[str, Any]:
-    raw = request.get_data(cache=True)
-    if len(raw) > _ctx().settings.max_body_bytes:
-        raise RequestEntityTooLarge("the body is too large")
+    raw = read_body(_ctx().settings.max_body_bytes)
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
-from werkzeug.exceptions import RequestEntityTooLarge, Unauthorized
+from werkzeug.exceptions import Unauthorized
 
 from reconciler.adapters.models import Merchant
 from reconciler.bootstrap import Context
+from reconciler.entrypoints.bodies import read_body
 from reconciler.entrypoints.serialize import event_json, payment_json
 from reconciler.services import merchants, payments
 from reconciler.services.errors import NotFound, ValidationFailed
@@ -42,12 +43,7 @@ def _merchant() -> Merchant:
 
 
 def _json_body() -> Any:
-    limit = ctx().settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge(f"the body is over {limit} bytes")
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
-        raise RequestEntityTooLarge(f"the body is over {limit} bytes")
+    raw = read_body(ctx().settings.max_body_bytes)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):

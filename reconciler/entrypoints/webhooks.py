@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from reconciler.adapters.gateways.base import InvalidSignature, MalformedWebhook
 from reconciler.bootstrap import Context
+from reconciler.entrypoints.bodies import read_body
 from reconciler.entrypoints.problems import problem
 from reconciler.services.webhooks import ingest_webhook
 
@@ -18,12 +18,7 @@ def receive(gateway: str) -> Response:
     """Verify, store and apply one gateway event before answering."""
     ctx: Context = current_app.extensions["reconciler"]
     metrics = current_app.extensions["reconciler.metrics"]
-    limit = ctx.settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestEntityTooLarge(f"the body is over {limit} bytes")
-    body = request.get_data(cache=False)
-    if len(body) > limit:
-        raise RequestEntityTooLarge(f"the body is over {limit} bytes")
+    body = read_body(ctx.settings.max_body_bytes)
     try:
         result = ingest_webhook(ctx, gateway, dict(request.headers), body)
     except InvalidSignature as exc:
