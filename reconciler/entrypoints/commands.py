@@ -143,7 +143,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return build_serving_app(self.settings, bind=str(self.options["bind"]))
@@ -165,6 +166,9 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
         "errorlog": "-",
         "logger_class": _JsonGunicornLogger,
         "loglevel": settings.log_level.lower(),
+        # gunicorn's control socket lives at one path per user: replicas sharing a host
+        # would take it from each other, and nothing here uses it.
+        "control_socket_disable": True,
     }
     _Gunicorn(settings, options).run()
     return 0
