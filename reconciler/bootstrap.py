@@ -32,9 +32,14 @@ class Context:
     engine: Engine
     sessions: sessionmaker[Session]
     gateways: dict[str, Gateway]
+    readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
+
+    def read(self) -> Session:
+        """Open a session for reading only (on SQLite it does not queue behind writers)."""
+        return (self.readers or self.sessions)()
 
     def can_register(self, gateway: str) -> bool:
         """Say whether payments may be registered for this gateway (credentials are set)."""
@@ -92,6 +97,7 @@ def bootstrap(
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        readers=make_sessionmaker(engine, read_only=True),
         gateways=build_gateways(settings, http) if gateways is None else gateways,
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,

@@ -97,10 +97,19 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(READ_ONLY):
+            # WAL readers see a snapshot and never wait for the writer.
+            conn.exec_driver_sql("BEGIN DEFERRED")
+            return
         # Take the write lock up front: a deferred transaction that later writes can fail
         # with SQLITE_BUSY instead of waiting, which would lose a webhook under load.
         conn.connection.dbapi_connection.begin_queued()
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+READ_ONLY = "reconciler_read_only"
+
+
+def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
+    """Make sessions; read-only ones skip SQLite's writer queue (they must not write)."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return sessionmaker(bind, expire_on_commit=False)

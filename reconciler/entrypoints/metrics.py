@@ -88,7 +88,7 @@ class TableCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self.ctx.clock()
-        with self.ctx.sessions() as session:
+        with self.ctx.read() as session:
             states = repository.count_by_sync_state(session)
             backlog = repository.due_backlog(session, now)
             oldest = repository.oldest_pending_created_at(session)

@@ -26,7 +26,7 @@ def readyz() -> tuple[Response, int]:
     ctx: Context = current_app.extensions["reconciler"]
     now = ctx.clock()
     try:
-        with ctx.sessions() as session:
+        with ctx.read() as session:
             repository.ping(session)
             last = repository.last_sweep_at(session)
     except SQLAlchemyError as exc:

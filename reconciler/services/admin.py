@@ -23,7 +23,7 @@ def list_by_sync_state(
             f"sync_state must be one of: {', '.join(s.value for s in SyncState)}"
         )
     after = page_start(limit, cursor)
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         page = repository.list_payments(
             session,
             None,
@@ -39,7 +39,7 @@ def list_by_sync_state(
 
 
 def show(ctx: Context, payment_id: str) -> Payment:
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         payment = repository.any_payment(session, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id}")

@@ -33,5 +33,5 @@ def create_merchant(ctx: Context, name: str) -> tuple[Merchant, str]:
 
 def authenticate(ctx: Context, api_key: str) -> Merchant | None:
     """Find the merchant owning this API key."""
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         return repository.merchant_by_key_hash(session, hash_key(api_key))

@@ -172,7 +172,7 @@ def register_payment(
             apply_orphans(session, payment, now=now, policy=policy)
     except IntegrityError:
         # A concurrent request with the same reference (or gateway id) won the race.
-        with ctx.sessions() as session:
+        with ctx.read() as session:
             existing = repository.payment_by_reference(
                 session, merchant.id, request.merchant_reference
             )
@@ -207,7 +207,7 @@ def _replay(existing: Payment, fingerprint: str) -> Payment:
 
 def create_at_gateway(ctx: Context, payment_id: str, *, source: Source) -> Payment:
     """Create the payment at its gateway now; on failure schedule a retry with backoff."""
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         payment = session.get_one(Payment, payment_id)
         request = CreateRequest(
             amount=payment.amount,
@@ -290,7 +290,7 @@ def page_start(limit: int, cursor: str | None) -> tuple[datetime, str] | None:
 
 
 def get_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Payment:
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         payment = repository.merchant_payment(session, merchant.id, payment_id)
     if payment is None:
         raise NotFound(f"no payment {payment_id}")
@@ -312,7 +312,7 @@ def list_payments(
     if gateway is not None and gateway not in GATEWAYS:
         raise ValidationFailed(f"gateway must be one of: {', '.join(GATEWAYS)}")
     after = page_start(limit, cursor)
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         page = repository.list_payments(
             session, merchant.id, status=status, gateway=gateway, limit=limit + 1, after=after
         )
@@ -322,7 +322,7 @@ def list_payments(
 
 
 def payment_timeline(ctx: Context, merchant: Merchant, payment_id: str) -> Sequence[PaymentEvent]:
-    with ctx.sessions() as session:
+    with ctx.read() as session:
         payment = repository.merchant_payment(session, merchant.id, payment_id)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
