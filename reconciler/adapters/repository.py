@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, func, or_, select, tuple_, update
+from sqlalchemy import Row, Select, Table, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -216,6 +216,18 @@ def orphan_webhooks(
         .order_by(WebhookInbox.id)
     )
     return session.scalars(stmt).all()
+
+
+def delete_processed_inbox(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` processed inbox entries received before `before`."""
+    oldest = (
+        select(inbox.c.id)
+        .where(inbox.c.processed_at.is_not(None), inbox.c.received_at < before)
+        .order_by(inbox.c.id)
+        .limit(limit)
+    )
+    result = session.execute(delete(inbox).where(inbox.c.id.in_(oldest.scalar_subquery())))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_heartbeat(session: Session, owner: str, now: datetime, claimed: int) -> None:

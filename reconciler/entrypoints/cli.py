@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler.config import ConfigError, Settings
+from reconciler.services.retention import MIN_RETENTION_DAYS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,8 +18,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
-    db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade"])
+    db = commands.add_parser("db", help="database migrations and retention")
+    db_actions = db.add_subparsers(dest="action", required=True)
+    db_actions.add_parser("upgrade", help="Alembic migrations to head")
+    prune = db_actions.add_parser(
+        "prune", help="delete processed webhook bodies older than a retention period"
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=int,
+        required=True,
+        help=f"retention in days (at least {MIN_RETENTION_DAYS}: gateways redeliver for days)",
+    )
 
     merchant = commands.add_parser("merchant", help="manage merchants")
     merchant.add_argument("action", choices=["create"])
@@ -48,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.command == "serve":
             return run.serve(settings, host=args.host, port=args.port)
+        if args.command == "db" and args.action == "prune":
+            return run.prune(settings, args.older_than_days)
         if args.command == "db":
             run.upgrade(settings)
             print("database at head")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,22 @@ def create_merchant(settings: Settings, name: str) -> int:
         ctx.close()
     print(f"merchant {merchant.id} ({merchant.name}) created; its API key, shown once:")
     print(api_key)
+    return 0
+
+
+def prune(settings: Settings, older_than_days: int) -> int:
+    from reconciler.services.errors import ValidationFailed
+    from reconciler.services.retention import prune_inbox
+
+    ctx = bootstrap(settings, gateways={})
+    try:
+        deleted = prune_inbox(ctx, older_than_days)
+    except ValidationFailed as exc:
+        print(f"prune: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    print(f"deleted {deleted} processed webhook bodies older than {older_than_days} days")
     return 0
 
 

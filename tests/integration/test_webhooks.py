@@ -361,3 +361,25 @@ def test_a_status_change_is_logged_with_the_payment_and_gateway(
         deliver(client, clock, "m_log", event("sim_pay_log", "succeeded", clock.now))
     (record,) = [r for r in caplog.records if r.getMessage() == "payment status reported"]
     assert (record.payment_id, record.gateway, record.to_status) == (pid, "simulator", "succeeded")
+
+
+def test_pruning_drops_old_processed_bodies_and_keeps_orphans_and_timelines(
+    ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    from reconciler.services.errors import ValidationFailed
+    from reconciler.services.retention import prune_inbox
+
+    pid = register(client, merchant, "sim_pay_old")
+    deliver(client, clock, "m_old", event("sim_pay_old", "succeeded", clock.now))
+    deliver(client, clock, "m_orphan_old", event("sim_pay_nobody", "failed", clock.now))
+    clock.advance(8 * 86_400)
+    register(client, merchant, "sim_pay_new")
+    deliver(client, clock, "m_new", event("sim_pay_new", "succeeded", clock.now))
+    with pytest.raises(ValidationFailed):
+        prune_inbox(ctx, 3)
+    assert prune_inbox(ctx, 7) == 1
+    with ctx.read() as session:
+        left = {e.gateway_event_id for e in session.query(WebhookInbox)}
+    assert left == {"m_orphan_old", "m_new"}
+    timeline = client.get(f"/v1/payments/{pid}/events", headers=merchant.headers).json["data"]
+    assert [e["gateway_event_id"] for e in timeline] == ["m_old"]
