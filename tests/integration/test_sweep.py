@@ -254,8 +254,6 @@ def test_a_sweep_killed_mid_poll_loses_nothing(
     faults: Simulator,
     tmp_path: Any,
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("covered on PostgreSQL by the multi-replica test")
     clock = FakeClock(datetime.now(UTC) - timedelta(seconds=60))
     settings = make_settings(db_url, faults.url, lease_s=40, gateway_read_timeout_s=30)
     ctx = bootstrap(settings, clock=clock)
