@@ -91,7 +91,7 @@ def bootstrap(
     gateways: dict[str, Gateway] | None = None,
 ) -> Context:
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
-    engine = make_engine(settings.database_url, pool_size=max(5, settings.sweep_concurrency))
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     http = new_session(pool_size=max(8, settings.sweep_concurrency))
     return Context(
         settings=settings,

@@ -55,6 +55,7 @@ class Settings:
     sweep_batch_size: int = 200
     sweep_concurrency: int = 16
     lease_s: float = 60.0
+    db_pool_size: int = 10
     connect_timeout_s: float = 3.05
     read_timeout_s: float = 10.0
     create_timeout_s: float = 5.0
@@ -160,6 +161,7 @@ class Settings:
             sweep_batch_size=integer("SWEEP_BATCH_SIZE", 200),
             sweep_concurrency=integer("SWEEP_CONCURRENCY", 16),
             lease_s=number("LEASE_S", 60.0),
+            db_pool_size=integer("DB_POOL_SIZE", 10),
             connect_timeout_s=number("GATEWAY_CONNECT_TIMEOUT_S", 3.05),
             read_timeout_s=number("GATEWAY_READ_TIMEOUT_S", 10.0),
             create_timeout_s=number("GATEWAY_CREATE_TIMEOUT_S", 5.0),

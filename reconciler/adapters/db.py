@@ -79,7 +79,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         _configure_sqlite(engine)
         return engine
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True
+        url,
+        pool_size=pool_size,
+        # A burst may borrow a few more; past that, requests wait for a connection.
+        max_overflow=max(2, pool_size // 2),
+        pool_pre_ping=True,
+        future=True,
     )
 
 
