@@ -191,15 +191,15 @@ def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
     return session.execute(stmt, values).scalar_one_or_none()
 
 
-def inbox_entry(session: Session, entry_id: int) -> WebhookInbox:
-    return session.get_one(WebhookInbox, entry_id)
-
-
-def inbox_by_event_id(session: Session, gateway: str, event_id: str) -> WebhookInbox | None:
-    stmt = select(WebhookInbox).where(
-        WebhookInbox.gateway == gateway, WebhookInbox.gateway_event_id == event_id
+def mark_inbox_applied(
+    session: Session, entry_id: int, *, payment_id: str, outcome: str, now: datetime
+) -> None:
+    """Record which payment a stored webhook was applied to, and how."""
+    session.execute(
+        update(inbox)
+        .where(inbox.c.id == entry_id)
+        .values(payment_id=payment_id, outcome=outcome, processed_at=now)
     )
-    return session.scalars(stmt).first()
 
 
 def orphan_webhooks(

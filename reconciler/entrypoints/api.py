@@ -13,7 +13,7 @@ from reconciler.bootstrap import Context
 from reconciler.entrypoints.bodies import read_body
 from reconciler.entrypoints.serialize import event_json, payment_json
 from reconciler.services import merchants, payments
-from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services.errors import ValidationFailed
 
 bp = Blueprint("payments", __name__, url_prefix="/v1")
 
@@ -100,6 +100,3 @@ def refresh_payment(payment_id: str) -> tuple[Response, int]:
     """Poll the payment as soon as possible (reviving it if polling gave up)."""
     payment = payments.refresh_payment(ctx(), _merchant(), payment_id)
     return jsonify(payment_json(payment)), 202
-
-
-__all__ = ["bp", "NotFound"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -137,27 +138,48 @@ def apply_orphans(session: Session, payment: Payment, *, now: datetime, policy: 
 def apply_inbox_entry(
     session: Session, payment: Payment, entry: WebhookInbox, *, now: datetime, policy: PollPolicy
 ) -> Decision | None:
-    """Apply one stored webhook to its payment and mark it processed."""
-    report = None
-    if entry.status is not None and entry.gateway_status is not None:
-        report = Report(Status(entry.status), entry.gateway_status, entry.occurred_at)
+    """Apply one stored webhook (an orphan) to its payment and mark it processed."""
     entry.payment_id = payment.id
     entry.processed_at = now
-    if report is None:
+    if entry.status is None or entry.gateway_status is None:
         entry.outcome = "ignored"
         return None
-    decision = apply_report(
+    decision = apply_webhook(
+        session,
+        payment,
+        Report(Status(entry.status), entry.gateway_status, entry.occurred_at),
+        event_id=entry.gateway_event_id,
+        event_type=entry.event_type,
+        detail=entry.detail,
+        now=now,
+        policy=policy,
+    )
+    entry.outcome = decision.outcome.value
+    return decision
+
+
+def apply_webhook(
+    session: Session,
+    payment: Payment,
+    report: Report,
+    *,
+    event_id: str,
+    event_type: str,
+    detail: Mapping[str, Any] | None,
+    now: datetime,
+    policy: PollPolicy,
+) -> Decision:
+    """Apply a webhook's report, with its event id and type on the timeline."""
+    return apply_report(
         session,
         payment,
         report,
         source=Source.WEBHOOK,
         now=now,
         policy=policy,
-        gateway_event_id=entry.gateway_event_id,
-        detail={**(entry.detail or {}), "event_type": entry.event_type},
+        gateway_event_id=event_id,
+        detail={**(detail or {}), "event_type": event_type},
     )
-    entry.outcome = decision.outcome.value
-    return decision
 
 
 def _push_back(payment: Payment, at: datetime) -> None:

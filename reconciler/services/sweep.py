@@ -90,7 +90,6 @@ class Sweeper:
         )
         self.observer = observer
         self._lock = threading.Lock()
-        self.last_finished_at: datetime | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -140,7 +139,6 @@ class Sweeper:
                 self._store(claim, answer, clock(), report)
         with self.ctx.sessions.begin() as session:
             repository.record_heartbeat(session, self.owner, clock(), report.claimed)
-        self.last_finished_at = clock()
         report.duration_s = time.monotonic() - started
         if self.observer is not None:
             self.observer(report)
@@ -151,6 +149,7 @@ class Sweeper:
                     "claimed": report.claimed,
                     "polled": report.polled,
                     "held": report.held_by_breaker,
+                    "lost_leases": report.lost_leases,
                     "duration_s": round(report.duration_s, 3),
                 },
             )

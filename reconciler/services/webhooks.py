@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from reconciler.adapters import repository
@@ -13,7 +14,7 @@ from reconciler.bootstrap import Context
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
 from reconciler.services.errors import NotFound
-from reconciler.services.reports import apply_inbox_entry, record_event
+from reconciler.services.reports import apply_webhook, record_event
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ def ingest_webhook(
             return Ingested(
                 WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
             )
-        entry = repository.inbox_entry(session, entry_id)
         if event.report is None:
-            entry.processed_at = now
             return Ingested(WebhookResult.IGNORED, event.event_id)
         if payment is None:
             log.info(
@@ -86,12 +85,23 @@ def ingest_webhook(
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
             return Ingested(WebhookResult.ORPHAN, event.event_id)
-        decision = apply_inbox_entry(session, payment, entry, now=now, policy=policy)
-        outcome = decision.outcome.value if decision else None
-        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
+        decision = apply_webhook(
+            session,
+            payment,
+            event.report,
+            event_id=event.event_id,
+            event_type=event.event_type,
+            detail=event.detail,
+            now=now,
+            policy=policy,
+        )
+        repository.mark_inbox_applied(
+            session, entry_id, payment_id=payment.id, outcome=decision.outcome.value, now=now
+        )
+        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, decision.outcome.value)
 
 
-def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: object) -> dict[str, object]:
+def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) -> dict[str, object]:
     report = event.report
     return {
         "gateway": gateway,
@@ -104,7 +114,8 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: object) -> d
         "occurred_at": report.occurred_at if report else None,
         "detail": dict(event.detail) or None,
         "received_at": now,
-        "processed_at": None,
+        # An event that says nothing about a status is done with once it is stored.
+        "processed_at": now if report is None else None,
         "outcome": "ignored" if report is None else "orphan",
         "payment_id": None,
     }

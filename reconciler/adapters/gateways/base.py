@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import requests
+
 from reconciler.domain.status import Report, Status
 
 
@@ -47,14 +49,28 @@ class WebhookEvent:
 
 
 class GatewayError(Exception):
-    """A call to the gateway did not give an answer about the payment."""
+    """A call to the gateway did not give an answer about the payment.
+
+    `response` is the gateway's HTTP answer when there was one, for adapters that read a
+    gateway's own error body or headers (Stripe-Should-Retry, Razorpay's 400 not-found).
+    """
+
+    def __init__(self, message: str, *, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 class TransientError(GatewayError):
     """Timeout, connection error, 5xx or 429: try again later (not before `retry_after`)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        retry_after: float | None = None,
+        *,
+        response: requests.Response | None = None,
+    ) -> None:
+        super().__init__(message, response=response)
         self.retry_after = retry_after
 
 

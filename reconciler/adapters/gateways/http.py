@@ -50,13 +50,19 @@ def call(
     status = response.status_code
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
-        raise TransientError(f"HTTP {status} from {method} {url}", retry_after=retry_after)
+        raise TransientError(
+            f"HTTP {status} from {method} {url}", retry_after=retry_after, response=response
+        )
     if status in (401, 403):
-        raise AuthError(f"HTTP {status} from {method} {url}: credentials rejected")
+        raise AuthError(
+            f"HTTP {status} from {method} {url}: credentials rejected", response=response
+        )
     if status == 404:
-        raise NotFoundError(f"HTTP 404 from {method} {url}")
+        raise NotFoundError(f"HTTP 404 from {method} {url}", response=response)
     if status >= 400:
-        raise RequestRejected(f"HTTP {status} from {method} {url}: {response.text[:300]}")
+        raise RequestRejected(
+            f"HTTP {status} from {method} {url}: {response.text[:300]}", response=response
+        )
     return response
 
 

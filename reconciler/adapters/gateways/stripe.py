@@ -198,28 +198,15 @@ class StripeGateway:
         )
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
-        # http.call raises before handing back an error response; the hook keeps it so the
-        # Stripe-Should-Retry header can correct the generic status-code classification.
-        seen: list[requests.Response] = []
-
-        def keep(response: requests.Response, *args: Any, **kw: Any) -> None:
-            seen.append(response)
-
         try:
             response = call(
-                self._session,
-                method,
-                url,
-                timeout=timeout,
-                auth=_Bearer(self._key),
-                hooks={"response": keep},
-                **kwargs,
+                self._session, method, url, timeout=timeout, auth=_Bearer(self._key), **kwargs
             )
         except (TransientError, RequestRejected) as exc:
-            raise _reclassify(exc, seen[-1] if seen else None) from exc
+            raise _reclassify(exc, exc.response) from exc
         except (AuthError, NotFoundError) as exc:
-            if seen:
-                raise type(exc)(f"{exc}: {_error_message(seen[-1])}") from exc
+            if exc.response is not None:
+                raise type(exc)(f"{exc}: {_error_message(exc.response)}") from exc
             raise
         return json_body(response)
 
