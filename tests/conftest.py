@@ -155,3 +155,29 @@ def merchant(ctx: Context) -> MerchantAuth:
 def other_merchant(ctx: Context) -> MerchantAuth:
     record, key = create_merchant(ctx, "globex")
     return MerchantAuth(record.id, key)
+
+
+def register_payment(
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    gateway_payment_id: str,
+    *,
+    reference: str | None = None,
+    amount: int = 1000,
+    currency: str = "EUR",
+) -> str:
+    """Register a simulator payment through the API (201 expected); return our payment id."""
+    response = client.post(
+        "/v1/payments",
+        json={
+            "merchant_reference": reference or gateway_payment_id,
+            "gateway": "simulator",
+            "amount": amount,
+            "currency": currency,
+            "gateway_payment_id": gateway_payment_id,
+        },
+        headers=merchant.headers,
+    )
+    assert response.status_code == 201, response.json
+    payment_id: str = response.json["id"]
+    return payment_id

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import SIM_SECRET, FakeClock, MerchantAuth
+from conftest import SIM_SECRET, FakeClock, MerchantAuth, register_payment
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -63,18 +63,7 @@ def register(
 ) -> str:
     """Track a payment that the simulator has already settled (no webhook: polls find out)."""
     gid: str = simulator.create(final_status="succeeded", settle_after_s=0)["id"]
-    response = client.post(
-        "/v1/payments",
-        json={
-            "merchant_reference": reference,
-            "gateway": "simulator",
-            "amount": 1500,
-            "currency": "EUR",
-            "gateway_payment_id": gid,
-        },
-        headers=merchant.headers,
-    )
-    assert response.status_code == 201, response.json
+    register_payment(client, merchant, gid, reference=reference, amount=1500)
     return gid
 
 

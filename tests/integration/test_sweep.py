@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings
+from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
 from simhelpers import Simulator
 
@@ -40,20 +40,9 @@ def faults(simulator: Simulator) -> Iterator[Simulator]:
 
 
 def register(client: FlaskClient, merchant: MerchantAuth, gateway_payment_id: str) -> str:
-    response = client.post(
-        "/v1/payments",
-        json={
-            "merchant_reference": f"ref-{gateway_payment_id}",
-            "gateway": "simulator",
-            "amount": 1000,
-            "currency": "EUR",
-            "gateway_payment_id": gateway_payment_id,
-        },
-        headers=merchant.headers,
+    return register_payment(
+        client, merchant, gateway_payment_id, reference=f"ref-{gateway_payment_id}"
     )
-    assert response.status_code == 201, response.json
-    payment_id: str = response.json["id"]
-    return payment_id
 
 
 def payments(ctx: Context) -> dict[str, Payment]:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import SIM_SECRET, FakeClock, MerchantAuth
+from conftest import SIM_SECRET, FakeClock, MerchantAuth, register_payment
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -55,20 +55,7 @@ def deliver(
 
 
 def register(client: FlaskClient, merchant: MerchantAuth, gid: str) -> str:
-    response = client.post(
-        "/v1/payments",
-        json={
-            "merchant_reference": gid,
-            "gateway": "simulator",
-            "amount": 1000,
-            "currency": "EUR",
-            "gateway_payment_id": gid,
-        },
-        headers=merchant.headers,
-    )
-    assert response.status_code == 201
-    payment_id: str = response.json["id"]
-    return payment_id
+    return register_payment(client, merchant, gid)
 
 
 def row(ctx: Context, payment_id: str) -> Payment:
