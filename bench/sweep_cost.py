@@ -128,6 +128,7 @@ def _measure(url: str, rows: int) -> dict[str, Any]:
             with ctx.sessions.begin() as session:
                 claimed = repository.claim_due(
                     session,
+                    repository.PAYMENT_POLLS,
                     now=now,
                     limit=DUE,
                     owner="bench",

@@ -4,51 +4,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import requests
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.db import make_engine, make_sessionmaker
 from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.http import new_session
 from reconciler.config import Settings
 from reconciler.domain.policy import Random
+from reconciler.services.context import Context, utc_now
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Context:
-    """Everything a use case needs, built once per process."""
-
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    gateways: dict[str, Gateway]
-    readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
-    clock: Clock = utc_now
-    rand: Random = field(default_factory=lambda: random.SystemRandom().random)
-    http: requests.Session | None = None
-
-    def read(self) -> Session:
-        """Open a session for reading only (on SQLite it does not queue behind writers)."""
-        return (self.readers or self.sessions)()
-
-    def can_register(self, gateway: str) -> bool:
-        """Say whether payments may be registered for this gateway (credentials are set)."""
-        return gateway in self.gateways and self.settings.gateway(gateway).enabled
-
-    def close(self) -> None:
-        if self.http is not None:
-            self.http.close()
-        self.engine.dispose()
+__all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
 
 def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gateway]:
@@ -86,7 +53,7 @@ def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gate
 def bootstrap(
     settings: Settings,
     *,
-    clock: Clock | None = None,
+    clock: Callable[[], datetime] | None = None,
     rand: Random | None = None,
     gateways: dict[str, Gateway] | None = None,
 ) -> Context:

@@ -82,7 +82,8 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(16))
     gateway_status: Mapped[str | None] = mapped_column(String(64))
     status_source: Mapped[str | None] = mapped_column(String(16))
-    review_reason: Mapped[str | None] = mapped_column(Text)
+    review_code: Mapped[str | None] = mapped_column(String(32))  # domain.sync.ReviewReason
+    review_reason: Mapped[str | None] = mapped_column(Text)  # the detail, in words
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]

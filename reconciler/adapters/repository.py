@@ -25,64 +25,97 @@ inbox = cast(Table, WebhookInbox.__table__)
 
 
 @dataclass(frozen=True)
-class Claim:
-    """A payment leased to one sweeper, with what the gateway call needs."""
+class Queue:
+    """A table the backoff engine drives: due rows by `due`, leased by owner and expiry."""
 
-    id: str
-    gateway: str
-    gateway_payment_id: str | None
-    amount: int
-    currency: str
-    merchant_reference: str
-    idempotency_key: str
+    name: str
+    table: Table
+    due: str  # the column holding when the row is next due
+    returning: tuple[str, ...]  # what a claim hands to the kind
+
+    def column(self, name: str) -> Any:
+        return self.table.c[name]
+
+
+PAYMENT_POLLS = Queue(
+    name="payment_polls",
+    table=payments,
+    due="next_poll_at",
+    returning=(
+        "id",
+        "gateway",
+        "gateway_payment_id",
+        "amount",
+        "currency",
+        "merchant_reference",
+        "idempotency_key",
+    ),
+)
 
 
 def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
-def due_query(now: datetime, limit: int, *, skip_locked: bool) -> Select[tuple[str]]:
-    """Select the ids of up to `limit` due, unleased payments, oldest due first.
+def due_query(
+    now: datetime, limit: int, *, skip_locked: bool, queue: Queue = PAYMENT_POLLS
+) -> Select[tuple[str]]:
+    """Select the ids of up to `limit` due, unleased rows, oldest due first.
 
-    `next_poll_at <= now` lets the planner use the partial index `ix_payments_due`, so the
-    cost follows the due rows, not the table (a test checks the plan on PostgreSQL).
+    `due <= now` lets the planner use the queue's partial index (`ix_payments_due` for
+    payments), so the cost follows the due rows, not the table (a test checks the plan
+    on PostgreSQL).
     """
+    due_column = queue.column(queue.due)
+    lease = queue.column("lease_expires_at")
     due = (
-        select(payments.c.id)
-        .where(payments.c.next_poll_at <= now)
-        .where(or_(payments.c.lease_expires_at.is_(None), payments.c.lease_expires_at < now))
-        .order_by(payments.c.next_poll_at)
+        select(queue.column("id"))
+        .where(due_column <= now)
+        .where(or_(lease.is_(None), lease < now))
+        .order_by(due_column)
         .limit(limit)
     )
     return due.with_for_update(skip_locked=True) if skip_locked else due
 
 
 def claim_due(
-    session: Session, *, now: datetime, limit: int, owner: str, lease_until: datetime
-) -> list[Claim]:
-    """Lease up to `limit` due payments to `owner` in one statement, oldest due first.
+    session: Session,
+    queue: Queue,
+    *,
+    now: datetime,
+    limit: int,
+    owner: str,
+    lease_until: datetime,
+) -> list[Row[Any]]:
+    """Lease up to `limit` due rows of a queue to `owner` in one statement, oldest first.
 
     `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`: on PostgreSQL
     concurrent sweepers skip each other's rows; on SQLite the statement runs under the
     database write lock, so it is atomic too. An expired lease is fair game: its sweeper
     died or stalled, and its result will be refused when it comes back.
     """
-    due = due_query(now, limit, skip_locked=_dialect(session) == "postgresql")
+    if limit <= 0:
+        return []
+    due = due_query(now, limit, skip_locked=_dialect(session) == "postgresql", queue=queue)
     stmt = (
-        update(payments)
-        .where(payments.c.id.in_(due.scalar_subquery()))
+        update(queue.table)
+        .where(queue.column("id").in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_expires_at=lease_until)
-        .returning(
-            payments.c.id,
-            payments.c.gateway,
-            payments.c.gateway_payment_id,
-            payments.c.amount,
-            payments.c.currency,
-            payments.c.merchant_reference,
-            payments.c.idempotency_key,
-        )
+        .returning(*(queue.column(name) for name in queue.returning))
     )
-    return [Claim(*row) for row in session.execute(stmt)]
+    return list(session.execute(stmt))
+
+
+def release_lease(session: Session, queue: Queue, row_id: str, owner: str) -> bool:
+    """Give a row's lease back; False when `owner` no longer holds it (it expired, or
+    another sweeper took the row). On PostgreSQL the row stays locked until commit."""
+    stmt = (
+        update(queue.table)
+        .where(queue.column("id") == row_id, queue.column("lease_owner") == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    result = session.execute(stmt)
+    return bool(getattr(result, "rowcount", 0))
 
 
 def merchant_by_key_hash(session: Session, key_hash: str) -> Merchant | None:

@@ -1,4 +1,4 @@
-"""The in-process sweep: an APScheduler job that calls `Sweeper.sweep_once`."""
+"""The in-process sweep: an APScheduler job that calls `Sweeper.tick`."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class SweepJob:
         if not self._hold_lock():
             return
         try:
-            self.sweeper.sweep_once()
+            self.sweeper.tick()
         except Exception:
             # The next tick tries again; leases make an interrupted sweep harmless.
             log.exception("sweep failed")

@@ -6,12 +6,14 @@ from collections.abc import Sequence
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment
-from reconciler.bootstrap import Context
-from reconciler.domain.policy import give_up_deadline
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState
+from reconciler.domain.sync import Resolved
+from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, ValidationFailed
-from reconciler.services.payments import make_due, page_start
+from reconciler.services.payments import page_start
+from reconciler.services.payments import refresh as refresh_now
 from reconciler.services.reports import apply_report, record_event
+from reconciler.services.schedule import decide_and_store
 
 
 def list_by_sync_state(
@@ -53,7 +55,7 @@ def refresh(ctx: Context, payment_id: str) -> Payment:
         payment = repository.any_payment(session, payment_id, for_update=True)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
-        make_due(ctx, payment, now)
+        refresh_now(ctx, payment, now)
     return payment
 
 
@@ -78,7 +80,8 @@ def report_status(
             Report(reported, gateway_status or f"admin:{reported.value}"),
             source=Source.ADMIN,
             now=now,
-            policy=ctx.settings.policy(payment.gateway),
+            policy=ctx.policy(payment.gateway),
+            rand=ctx.rand,
             detail={"note": note},
         )
     return payment, decision
@@ -93,12 +96,10 @@ def resolve_review(ctx: Context, payment_id: str, note: str) -> Payment:
             raise NotFound(f"no payment {payment_id}")
         if payment.sync_state != SyncState.NEEDS_REVIEW:
             raise ValidationFailed(f"payment {payment_id} is not flagged for review")
-        if Status(payment.status).terminal:
-            payment.sync_state = SyncState.SETTLED.value
-        else:
-            payment.sync_state = SyncState.POLLING.value
-            payment.give_up_at = give_up_deadline(ctx.settings.policy(payment.gateway), now)
-            payment.next_poll_at = now
+        review_reason = payment.review_reason
+        decide_and_store(
+            payment, Resolved(), policy=ctx.policy(payment.gateway), now=now, rand=ctx.rand
+        )
         record_event(
             session,
             payment,
@@ -106,8 +107,7 @@ def resolve_review(ctx: Context, payment_id: str, note: str) -> Payment:
             outcome=Outcome.RESOLVED,
             from_status=Status(payment.status),
             now=now,
-            detail={"note": note, "review_reason": payment.review_reason},
+            detail={"note": note, "review_reason": review_reason},
         )
-        payment.review_reason = None
         payment.updated_at = now
     return payment

@@ -7,7 +7,7 @@ import secrets
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Merchant
-from reconciler.bootstrap import Context
+from reconciler.services.context import Context
 from reconciler.services.errors import ValidationFailed
 from reconciler.services.payments import new_id
 

@@ -9,29 +9,22 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
-from reconciler.adapters.gateways.base import (
-    AuthError,
-    CreateRequest,
-    GatewayError,
-    GatewayPayment,
-    RequestRejected,
-)
 from reconciler.adapters.models import Merchant, Payment, PaymentEvent
-from reconciler.bootstrap import Context
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
-from reconciler.domain.policy import first_poll_at, give_up_deadline
-from reconciler.domain.status import Report, Source, Status, SyncState
+from reconciler.domain.status import Source, Status
+from reconciler.domain.sync import Refreshed, Registered
+from reconciler.services import creation
+from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
-from reconciler.services.reports import apply_orphans, apply_report
-from reconciler.services.schedule import reschedule
+from reconciler.services.reports import apply_orphans
+from reconciler.services.schedule import decide_and_store, new_sync
 
 log = logging.getLogger(__name__)
 
@@ -158,18 +151,22 @@ def register_payment(
                 status=Status.PENDING.value,
                 created_at=now,
                 updated_at=now,
-                sync_state=SyncState.AWAITING_WEBHOOK.value,
-                poll_attempts=0,
-                next_poll_at=(
-                    first_poll_at(policy, now)
-                    if request.gateway_payment_id
-                    else creation_fallback_at(ctx, now)
+                **new_sync(
+                    Registered(
+                        creation_deadline=(
+                            None
+                            if request.gateway_payment_id
+                            else creation.deadline(ctx.settings, now)
+                        )
+                    ),
+                    policy=policy,
+                    now=now,
+                    rand=ctx.rand,
                 ),
-                give_up_at=give_up_deadline(policy, now),
             )
             session.add(payment)
             session.flush()
-            apply_orphans(session, payment, now=now, policy=policy)
+            apply_orphans(session, payment, now=now, policy=policy, rand=ctx.rand)
     except IntegrityError:
         # A concurrent request with the same reference (or gateway id) won the race.
         with ctx.read() as session:
@@ -182,18 +179,8 @@ def register_payment(
             ) from None
         return _replay(existing, fingerprint), False
     if request.gateway_payment_id is None:
-        payment = create_at_gateway(ctx, payment.id, source=Source.API)
+        payment = creation.create_now(ctx, payment.id, source=Source.API)
     return payment, True
-
-
-def creation_fallback_at(ctx: Context, now: datetime) -> datetime:
-    """Say when the sweep should create the payment if this request's own attempt is lost.
-
-    The request creates it at the gateway right after committing the row; the sweep only
-    steps in once that attempt must have ended (a crash, a timeout), with the same key.
-    """
-    settings = ctx.settings
-    return now + timedelta(seconds=settings.connect_timeout_s + settings.create_timeout_s + 1)
 
 
 def _replay(existing: Payment, fingerprint: str) -> Payment:
@@ -203,80 +190,6 @@ def _replay(existing: Payment, fingerprint: str) -> Payment:
             "with a different body"
         )
     return existing
-
-
-def create_at_gateway(ctx: Context, payment_id: str, *, source: Source) -> Payment:
-    """Create the payment at its gateway now; on failure schedule a retry with backoff."""
-    with ctx.read() as session:
-        payment = session.get_one(Payment, payment_id)
-        request = CreateRequest(
-            amount=payment.amount,
-            currency=payment.currency,
-            merchant_reference=payment.merchant_reference,
-            idempotency_key=payment.idempotency_key,
-        )
-    answer: GatewayPayment | GatewayError
-    try:
-        answer = ctx.gateways[payment.gateway].create_payment(request)
-    except GatewayError as exc:
-        answer = exc
-    with ctx.sessions.begin() as session:
-        payment = repository.payment_for_update(session, payment_id) or payment
-        record_creation(session, ctx, payment, answer, source=source, now=ctx.clock())
-    return payment
-
-
-def record_creation(
-    session: Session,
-    ctx: Context,
-    payment: Payment,
-    answer: GatewayPayment | GatewayError,
-    *,
-    source: Source,
-    now: datetime,
-) -> None:
-    """Store the outcome of a creation attempt (the caller holds the row lock)."""
-    policy = ctx.settings.policy(payment.gateway)
-    if payment.gateway_payment_id is not None:
-        return  # another attempt already succeeded
-    if isinstance(answer, GatewayPayment):
-        payment.gateway_payment_id = answer.gateway_payment_id
-        payment.last_error = None
-        payment.updated_at = now
-        payment.sync_state = SyncState.AWAITING_WEBHOOK.value
-        payment.next_poll_at = first_poll_at(policy, now)
-        apply_report(session, payment, answer.report(), source=source, now=now, policy=policy)
-        apply_orphans(session, payment, now=now, policy=policy)
-        return
-    payment.last_error = f"create: {answer}"
-    payment.updated_at = now
-    if isinstance(answer, RequestRejected):
-        apply_report(
-            session,
-            payment,
-            Report(Status.FAILED, "creation_rejected"),
-            source=source,
-            now=now,
-            policy=policy,
-            detail={"error": str(answer)},
-        )
-        return
-    if isinstance(answer, AuthError):
-        # Our configuration is wrong, not the payment: retry after a breaker cool-down
-        # without counting an attempt against the payment's schedule.
-        log.error("gateway rejected our credentials", extra={"gateway": payment.gateway})
-        cooldown = ctx.settings.breaker_cooldown_s * (0.5 + 0.5 * ctx.rand())
-        payment.next_poll_at = now + timedelta(seconds=cooldown)
-        payment.sync_state = SyncState.POLLING.value
-        return
-    payment.poll_attempts += 1
-    reschedule(
-        payment,
-        policy=policy,
-        now=now,
-        retry_after=getattr(answer, "retry_after", None),
-        rand=ctx.rand,
-    )
 
 
 def page_start(limit: int, cursor: str | None) -> tuple[datetime, str] | None:
@@ -330,20 +243,18 @@ def payment_timeline(ctx: Context, merchant: Merchant, payment_id: str) -> Seque
 
 
 def refresh_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Payment:
-    """Make a payment due now; a payment that gave up gets a fresh give-up deadline."""
+    """Poll the payment as soon as the refresh throttle allows (reviving a gave-up one)."""
     now = ctx.clock()
     with ctx.sessions.begin() as session:
         payment = repository.merchant_payment(session, merchant.id, payment_id, for_update=True)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
-        make_due(ctx, payment, now)
+        refresh(ctx, payment, now)
     return payment
 
 
-def make_due(ctx: Context, payment: Payment, now: datetime) -> None:
-    """Schedule a poll now; a payment that gave up gets a fresh give-up deadline."""
-    if payment.sync_state == SyncState.GAVE_UP:
-        payment.give_up_at = give_up_deadline(ctx.settings.policy(payment.gateway), now)
-        payment.sync_state = SyncState.POLLING.value
-    payment.next_poll_at = now
-    payment.updated_at = now
+def refresh(ctx: Context, payment: Payment, now: datetime) -> None:
+    """Ask for a poll now: free for a settled payment, throttled per payment otherwise."""
+    decide_and_store(
+        payment, Refreshed(), policy=ctx.policy(payment.gateway), now=now, rand=ctx.rand
+    )

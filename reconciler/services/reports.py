@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
-from reconciler.domain.policy import PollPolicy
-from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
+from reconciler.domain.policy import PollPolicy, Random
+from reconciler.domain.status import Decision, Outcome, Report, Source, Status, decide
+from reconciler.domain.sync import KEEP, Keep, Reported, ReviewReason
+from reconciler.services.schedule import decide_and_store
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +27,18 @@ def apply_report(
     source: Source,
     now: datetime,
     policy: PollPolicy,
+    rand: Random,
     gateway_event_id: str | None = None,
     detail: dict[str, Any] | None = None,
+    polled: bool = False,
+    error: str | None | Keep = KEEP,
 ) -> Decision:
     """Judge a report by the status rules, update the payment, and write its timeline row.
 
     The caller holds the payment's row lock and commits; the row and its event land in the
-    same transaction. Terminal reports clear the polling schedule; a non-terminal webhook
-    pushes the next poll back to `now + first_delay` (the gateway is alive and talking).
+    same transaction. What the report does to the polling schedule is the sync decision's
+    business (`domain.sync`): `polled` says it is a poll's answer (an attempt), `error`
+    what `sync.last_error` shows after it.
     """
     before = Status(payment.status)
     decision = decide(before, payment.gateway_status, payment.last_event_at, report)
@@ -49,14 +55,22 @@ def apply_report(
             payment.settled_at is None or decision.outcome is Outcome.LATE_SUCCESS
         ):
             payment.settled_at = now
-    if decision.flag_review:
-        flag_for_review(payment, decision.reason, now)
-    if Status(payment.status).terminal:
-        payment.next_poll_at = None
-        if payment.sync_state != SyncState.NEEDS_REVIEW:
-            payment.sync_state = SyncState.SETTLED.value
-    elif source is Source.WEBHOOK and decision.outcome is not Outcome.STALE:
-        _push_back(payment, now + timedelta(seconds=policy.first_delay))
+    review = _review(decision)
+    decide_and_store(
+        payment,
+        Reported(
+            source=source,
+            outcome=decision.outcome,
+            status=Status(payment.status),
+            review=review,
+            review_detail=decision.reason if review else None,
+            polled=polled,
+            error=error,
+        ),
+        policy=policy,
+        now=now,
+        rand=rand,
+    )
     if decision.moves or decision.flag_review:
         log.log(
             logging.WARNING if decision.flag_review else logging.INFO,
@@ -87,12 +101,12 @@ def apply_report(
     return decision
 
 
-def flag_for_review(payment: Payment, reason: str, now: datetime) -> None:
-    """Stop polling and ask a person to look: conflicting reports or an unknown payment."""
-    payment.sync_state = SyncState.NEEDS_REVIEW.value
-    payment.review_reason = reason
-    payment.next_poll_at = None
-    payment.updated_at = now
+def _review(decision: Decision) -> ReviewReason | None:
+    if not decision.flag_review:
+        return None
+    if decision.outcome is Outcome.LATE_SUCCESS:
+        return ReviewReason.LATE_SUCCESS
+    return ReviewReason.CONFLICTING_REPORTS
 
 
 def record_event(
@@ -125,18 +139,26 @@ def record_event(
     )
 
 
-def apply_orphans(session: Session, payment: Payment, *, now: datetime, policy: PollPolicy) -> int:
+def apply_orphans(
+    session: Session, payment: Payment, *, now: datetime, policy: PollPolicy, rand: Random
+) -> int:
     """Apply webhooks that arrived before the payment was known, in arrival order."""
     if payment.gateway_payment_id is None:
         return 0
     orphans = repository.orphan_webhooks(session, payment.gateway, payment.gateway_payment_id)
     for entry in orphans:
-        apply_inbox_entry(session, payment, entry, now=now, policy=policy)
+        apply_inbox_entry(session, payment, entry, now=now, policy=policy, rand=rand)
     return len(orphans)
 
 
 def apply_inbox_entry(
-    session: Session, payment: Payment, entry: WebhookInbox, *, now: datetime, policy: PollPolicy
+    session: Session,
+    payment: Payment,
+    entry: WebhookInbox,
+    *,
+    now: datetime,
+    policy: PollPolicy,
+    rand: Random,
 ) -> Decision | None:
     """Apply one stored webhook (an orphan) to its payment and mark it processed."""
     entry.payment_id = payment.id
@@ -153,6 +175,7 @@ def apply_inbox_entry(
         detail=entry.detail,
         now=now,
         policy=policy,
+        rand=rand,
     )
     entry.outcome = decision.outcome.value
     return decision
@@ -168,8 +191,14 @@ def apply_webhook(
     detail: Mapping[str, Any] | None,
     now: datetime,
     policy: PollPolicy,
+    rand: Random,
 ) -> Decision:
-    """Apply a webhook's report, with its event id and type on the timeline."""
+    """Apply a webhook's report, with its event id and type on the timeline.
+
+    A webhook that says why the customer's attempt failed (a decline) shows it in
+    `sync.last_error`, as a poll's answer would.
+    """
+    attempt_error = (detail or {}).get("attempt_error")
     return apply_report(
         session,
         payment,
@@ -177,13 +206,8 @@ def apply_webhook(
         source=Source.WEBHOOK,
         now=now,
         policy=policy,
+        rand=rand,
         gateway_event_id=event_id,
         detail={**(detail or {}), "event_type": event_type},
+        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
     )
-
-
-def _push_back(payment: Payment, at: datetime) -> None:
-    if payment.sync_state not in (SyncState.AWAITING_WEBHOOK, SyncState.POLLING):
-        return
-    if payment.next_poll_at is None or payment.next_poll_at < at:
-        payment.next_poll_at = at

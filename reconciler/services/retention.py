@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from reconciler.adapters import repository
-from reconciler.bootstrap import Context
+from reconciler.services.context import Context
 from reconciler.services.errors import ValidationFailed
 
 # Gateways redeliver for days (Stripe for up to 3): the inbox is also the duplicate filter,

@@ -1,4 +1,7 @@
-"""Store the backoff policy's decision on a payment row (the policy itself stays pure)."""
+"""Store the sync decision on a payment row: the only code that writes the sync columns.
+
+`tests/unit/test_sync_writers.py` fails when any other module assigns them.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +9,84 @@ import logging
 from datetime import datetime
 
 from reconciler.adapters.models import Payment
-from reconciler.domain.policy import PollDecision, PollPolicy, Random, next_poll
-from reconciler.domain.status import SyncState
+from reconciler.domain.policy import PollPolicy, Random
+from reconciler.domain.status import Status, SyncState
+from reconciler.domain.sync import (
+    ReviewReason,
+    SyncDecision,
+    SyncEvent,
+    SyncFields,
+    decide_sync,
+    initial_fields,
+)
 
 log = logging.getLogger(__name__)
 
+SYNC_COLUMNS = (
+    "sync_state",
+    "next_poll_at",
+    "poll_attempts",
+    "last_delay_s",
+    "last_polled_at",
+    "give_up_at",
+    "review_code",
+    "review_reason",
+    "last_error",
+)
 
-def reschedule(
-    payment: Payment,
-    *,
-    policy: PollPolicy,
-    now: datetime,
-    retry_after: float | None,
-    rand: Random,
-) -> PollDecision:
-    """Schedule the payment's next poll after an attempt, or give up at its deadline."""
-    decision = next_poll(
-        policy,
-        attempt=payment.poll_attempts,
-        previous_delay=payment.last_delay_s,
-        now=now,
+
+def sync_fields(payment: Payment) -> SyncFields:
+    """Read a payment's sync columns for the decision."""
+    return SyncFields(
+        state=SyncState(payment.sync_state),
+        status=Status(payment.status),
+        attempts=payment.poll_attempts or 0,
+        next_poll_at=payment.next_poll_at,
+        last_polled_at=payment.last_polled_at,
+        last_delay_s=payment.last_delay_s,
         give_up_at=payment.give_up_at,
-        retry_after=retry_after,
-        rand=rand,
+        created_at=payment.created_at,
+        review=ReviewReason(payment.review_code) if payment.review_code else None,
+        review_detail=payment.review_reason,
+        last_error=payment.last_error,
     )
-    payment.next_poll_at = decision.at
-    if decision.gives_up:
-        payment.sync_state = SyncState.GAVE_UP.value
-        log.warning("gave up polling", extra={"payment_id": payment.id, "gateway": payment.gateway})
-    else:
-        payment.sync_state = SyncState.POLLING.value
-        payment.last_delay_s = decision.delay
+
+
+def new_sync(
+    event: SyncEvent, *, policy: PollPolicy, now: datetime, rand: Random
+) -> dict[str, object]:
+    """Decide a new payment's sync columns, as keyword arguments for its row."""
+    decision = decide_sync(initial_fields(policy, created_at=now), event, policy, now, rand)
+    return _columns(decision)
+
+
+def decide_and_store(
+    payment: Payment, event: SyncEvent, *, policy: PollPolicy, now: datetime, rand: Random
+) -> SyncDecision:
+    """Decide what `event` does to the payment's schedule and store it on the row."""
+    decision = decide_sync(sync_fields(payment), event, policy, now, rand)
+    before = payment.sync_state
+    for column, value in _columns(decision).items():
+        setattr(payment, column, value)
+    if decision.polled_at is not None:
+        payment.last_polled_at = decision.polled_at
+    if decision.state != before:
+        payment.updated_at = now
+        if decision.gave_up:
+            log.warning(
+                "gave up polling", extra={"payment_id": payment.id, "gateway": payment.gateway}
+            )
     return decision
+
+
+def _columns(decision: SyncDecision) -> dict[str, object]:
+    return {
+        "sync_state": decision.state.value,
+        "next_poll_at": decision.next_poll_at,
+        "poll_attempts": decision.attempts,
+        "last_delay_s": decision.last_delay_s,
+        "give_up_at": decision.give_up_at,
+        "review_code": decision.review.value if decision.review else None,
+        "review_reason": decision.review_detail,
+        "last_error": decision.last_error,
+    }

@@ -10,9 +10,9 @@ from enum import StrEnum
 
 from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import MalformedWebhook, WebhookEvent
-from reconciler.bootstrap import Context
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
+from reconciler.services.context import Context
 from reconciler.services.errors import NotFound
 from reconciler.services.reports import apply_webhook, record_event
 
@@ -94,6 +94,7 @@ def ingest_webhook(
             detail=event.detail,
             now=now,
             policy=policy,
+            rand=ctx.rand,
         )
         repository.mark_inbox_applied(
             session, entry_id, payment_id=payment.id, outcome=decision.outcome.value, now=now

@@ -114,7 +114,12 @@ def test_the_claim_statement_itself_uses_the_partial_index(
     try:
         with sessions() as session, session.begin():
             claims = repository.claim_due(
-                session, now=NOW, limit=100, owner="a", lease_until=NOW + LEASE
+                session,
+                repository.PAYMENT_POLLS,
+                now=NOW,
+                limit=100,
+                owner="a",
+                lease_until=NOW + LEASE,
             )
             session.rollback()
     finally:
@@ -130,7 +135,12 @@ def test_the_claim_statement_itself_uses_the_partial_index(
 def claim(sessions: sessionmaker[Session], owner: str, limit: int, now: datetime = NOW) -> set[str]:
     with sessions.begin() as session:
         found = repository.claim_due(
-            session, now=now, limit=limit, owner=owner, lease_until=now + LEASE
+            session,
+            repository.PAYMENT_POLLS,
+            now=now,
+            limit=limit,
+            owner=owner,
+            lease_until=now + LEASE,
         )
     return {c.id for c in found}
 
@@ -147,7 +157,12 @@ def test_a_claim_skips_rows_another_open_transaction_has_claimed(
     def hold_open() -> None:
         with sessions.begin() as session:
             found = repository.claim_due(
-                session, now=NOW, limit=6, owner="a", lease_until=NOW + LEASE
+                session,
+                repository.PAYMENT_POLLS,
+                now=NOW,
+                limit=6,
+                owner="a",
+                lease_until=NOW + LEASE,
             )
             results["a"] = {c.id for c in found}
             first_claimed.set()

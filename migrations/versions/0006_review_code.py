@@ -1,0 +1,44 @@
+"""Keep why a payment needs review as a code, beside the words shown to people.
+
+Revision ID: 0006
+Revises: 0002
+Create Date: 2026-11-28 09:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0006"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UNKNOWN = "the gateway does not know this payment"
+
+
+def upgrade() -> None:
+    # A nullable column: adding it rewrites nothing, even on a large table.
+    op.add_column("payments", sa.Column("review_code", sa.String(length=32), nullable=True))
+    payments = sa.table(
+        "payments",
+        sa.column("review_code", sa.String),
+        sa.column("review_reason", sa.Text),
+        sa.column("sync_state", sa.String),
+    )
+    op.execute(
+        payments.update()
+        .where(payments.c.sync_state == "needs_review", payments.c.review_reason == UNKNOWN)
+        .values(review_code="unknown_to_gateway")
+    )
+    op.execute(
+        payments.update()
+        .where(payments.c.sync_state == "needs_review", payments.c.review_code.is_(None))
+        .values(review_code="conflicting_reports")
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("payments") as batch:
+        batch.drop_column("review_code")

@@ -1,0 +1,53 @@
+"""What every use case is handed: settings, sessions, gateways, a clock and randomness."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from reconciler.adapters.gateways.base import Gateway
+from reconciler.config import Settings
+from reconciler.domain.policy import PollPolicy, Random
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """Everything a use case needs, built once per process by `reconciler.bootstrap`."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    gateways: dict[str, Gateway]
+    readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
+    clock: Clock = utc_now
+    rand: Random = field(default_factory=lambda: random.SystemRandom().random)
+    http: requests.Session | None = None
+
+    def read(self) -> Session:
+        """Open a session for reading only (on SQLite it does not queue behind writers)."""
+        return (self.readers or self.sessions)()
+
+    def policy(self, gateway: str) -> PollPolicy:
+        """Return the poll policy of one gateway."""
+        return self.settings.policy(gateway)
+
+    def can_register(self, gateway: str) -> bool:
+        """Say whether payments may be registered for this gateway (credentials are set)."""
+        return gateway in self.gateways and self.settings.gateway(gateway).enabled
+
+    def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
+        self.engine.dispose()

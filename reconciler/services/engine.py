@@ -1,0 +1,337 @@
+"""A per-row backoff engine: claim due rows of a kind under a lease, call, decide, store.
+
+The engine knows nothing about payments. A *kind* of work names its queue (which table
+and columns, declared in the repository), and brings four small pieces: how to read a
+claimed row, whom a row calls (the breaker's target), the call itself, and how to store
+its result (where the kind's pure decision runs). The engine supplies the rest: leases,
+bounded concurrency, a breaker per target, an optional cap on calls in flight per
+target, and the rule that a result is stored only while its lease is still held.
+
+`tick()` claims only as many rows as it has free slots and hands them to a thread pool
+without waiting, so a slow target never holds up the next tick; `run_once()` is a tick
+that waits for its own calls (tests, `reconciler sweep`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import Row
+from sqlalchemy.orm import Session, sessionmaker
+
+from reconciler.adapters import repository
+from reconciler.adapters.repository import Queue
+from reconciler.domain.breaker import CircuitBreaker
+from reconciler.domain.policy import Random
+
+log = logging.getLogger(__name__)
+
+# A row whose kind cannot call it (its gateway is not configured) is looked at again then.
+NOT_CALLABLE_HOLD_S = 60.0
+
+RowT = TypeVar("RowT")
+ResultT = TypeVar("ResultT")
+Clock = Callable[[], datetime]
+
+
+class Signal(Enum):
+    """What a call's result tells the target's breaker."""
+
+    SUCCESS = "success"  # the target answered
+    FAILURE = "failure"  # the target failed transiently: counts toward opening
+    TRIP = "trip"  # our configuration is wrong (credentials): open at once, hold the row
+
+
+class Kind(Protocol[RowT, ResultT]):
+    """One kind of work the engine drives (payment polls, merchant deliveries)."""
+
+    name: str
+    queue: Queue
+    concurrency: int  # calls of this kind in flight at once, across its targets
+    max_in_flight_per_target: int | None  # None: only `concurrency` bounds a target
+
+    def row(self, claimed: Row[Any]) -> RowT:
+        """Read one claimed row (the queue's returned columns)."""
+        ...
+
+    def row_id(self, row: RowT) -> str:
+        """Name the row."""
+        ...
+
+    def target(self, row: RowT) -> str | None:
+        """Name whom the row calls (the breaker's key); None when it cannot be called."""
+        ...
+
+    def call(self, row: RowT) -> ResultT:
+        """Make the third-party call; never raises (failures are results)."""
+        ...
+
+    def signal(self, result: ResultT) -> Signal:
+        """Say what the result means for the target's breaker."""
+        ...
+
+    def label(self, result: ResultT) -> str:
+        """Name the result for counters (`ok`, `transient`, …)."""
+        ...
+
+    def describe(self, result: ResultT) -> str:
+        """Say what went wrong, in words fit for the row's owner to read."""
+        ...
+
+    def store(self, session: Session, row: RowT, result: ResultT, now: datetime) -> None:
+        """Decide and store the row's next state (the engine holds the lease)."""
+        ...
+
+    def hold(self, session: Session, row: RowT, until: datetime, why: str, now: datetime) -> None:
+        """Push the row back to `until` without a call (not an attempt)."""
+        ...
+
+    def lost(self, session: Session, row: RowT, result: ResultT, now: datetime) -> None:
+        """Note a result that came back after the row's lease was taken by another."""
+        ...
+
+
+@dataclass
+class TickReport:
+    """What one tick did, for logs, metrics and tests."""
+
+    claimed: int = 0
+    called: int = 0
+    held: int = 0
+    deferred: int = 0
+    lost_leases: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    duration_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, kind: str, target: str, outcome: str) -> None:
+        with self._lock:
+            self.outcomes[f"{kind}:{target}:{outcome}"] += 1
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How much the engine may do at once and how long a lease lasts."""
+
+    batch_size: int = 200
+    lease_s: float = 60.0
+    max_call_s: float = 13.05  # the longest a call can take (connect + read timeouts)
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+    breaker_max_cooldown_s: float = 600.0
+    defer_s: float = 2.0  # how far a row over its target's in-flight cap is pushed back
+
+
+class _Slot(Generic[RowT]):
+    def __init__(self, kind: Kind[RowT, Any], row: RowT, target: str | None) -> None:
+        self.kind = kind
+        self.row = row
+        self.target = target
+
+
+class Engine:
+    """Drive due rows of several kinds through their calls; one per process."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        kinds: Sequence[Kind[Any, Any]],
+        *,
+        owner: str,
+        config: EngineConfig,
+        clock: Clock,
+        rand: Random | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.kinds = list(kinds)
+        self.owner = owner
+        self.config = config
+        self.clock = clock
+        self.rand = rand or random.SystemRandom().random
+        self.breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._busy: Counter[str] = Counter()  # calls in flight per kind
+        self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()
+        # One pool for every kind: each kind's own slots (`Kind.concurrency`) add up to it.
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, sum(kind.concurrency for kind in self.kinds)),
+            thread_name_prefix="engine",
+        )
+
+    def breaker(self, kind: str, target: str) -> CircuitBreaker:
+        """Return the breaker for one target of one kind (made on first use)."""
+        with self._lock:
+            key = (kind, target)
+            if key not in self.breakers:
+                self.breakers[key] = CircuitBreaker(
+                    threshold=self.config.breaker_threshold,
+                    cooldown=self.config.breaker_cooldown_s,
+                    max_cooldown=self.config.breaker_max_cooldown_s,
+                )
+            return self.breakers[key]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run_once(self, now: datetime | None = None) -> TickReport:
+        """Claim what is due, make the calls, and wait until every result is stored."""
+        report, futures = self.tick(now, whole_batch=True)
+        wait(futures)
+        for future in futures:
+            future.result()
+        return report
+
+    def tick(
+        self, now: datetime | None = None, *, whole_batch: bool = False
+    ) -> tuple[TickReport, list[Future[None]]]:
+        """Claim due rows up to the free slots and start their calls; do not wait.
+
+        `now` pins the clock for every read of this tick (tests move it); by default
+        each result is stored at the time it arrives. `whole_batch` claims a whole batch
+        whatever the free slots (the calls queue for the pool; a call that could no
+        longer finish inside its lease is skipped).
+        """
+        with self._tick_lock:
+            started = time.monotonic()
+            clock: Clock = self.clock if now is None else (lambda: now)
+            report = TickReport()
+            at = clock()
+            lease_until = at + timedelta(seconds=self.config.lease_s)
+            futures: list[Future[None]] = []
+            for kind in self.kinds:
+                free = self.config.batch_size if whole_batch else self._free_slots(kind)
+                if free <= 0:
+                    continue
+                with self.sessions.begin() as session:
+                    rows = repository.claim_due(
+                        session,
+                        kind.queue,
+                        now=at,
+                        limit=min(self.config.batch_size, free),
+                        owner=self.owner,
+                        lease_until=lease_until,
+                    )
+                report.claimed += len(rows)
+                for claimed in rows:
+                    row = kind.row(claimed)
+                    futures.extend(self._dispatch(kind, row, clock, lease_until, report))
+            report.duration_s = time.monotonic() - started
+            return report, futures
+
+    def _free_slots(self, kind: Kind[Any, Any]) -> int:
+        with self._lock:
+            return kind.concurrency - self._busy[kind.name]
+
+    def _dispatch(
+        self,
+        kind: Kind[Any, Any],
+        row: Any,
+        clock: Clock,
+        lease_until: datetime,
+        report: TickReport,
+    ) -> list[Future[None]]:
+        target = kind.target(row)
+        if target is None:
+            until = clock() + timedelta(seconds=NOT_CALLABLE_HOLD_S)
+            self._hold(kind, row, until, "not configured", clock(), report)
+            return []
+        cap = kind.max_in_flight_per_target
+        with self._lock:
+            key = (kind.name, target)
+            if cap is not None and self._in_flight[key] >= cap:
+                over_cap = True
+            else:
+                over_cap = False
+                self._in_flight[key] += 1
+                self._busy[kind.name] += 1
+        if over_cap:
+            # Its target is busy: let the rows of other targets go first.
+            report.deferred += 1
+            delay = self.config.defer_s * (0.5 + 0.5 * self.rand())
+            until = clock() + timedelta(seconds=delay)
+            self._hold(kind, row, until, "target busy", clock(), report, counted=False)
+            return []
+        slot = _Slot(kind, row, target)
+        return [self._pool.submit(self._run, slot, clock, lease_until, report)]
+
+    def _run(
+        self, slot: _Slot[Any], clock: Clock, lease_until: datetime, report: TickReport
+    ) -> None:
+        kind, row, target = slot.kind, slot.row, slot.target or ""
+        try:
+            # A row waiting behind slow calls may outlive its lease; another process may
+            # then claim it, and calling now could make the same call twice at once.
+            if clock() + timedelta(seconds=self.config.max_call_s) > lease_until:
+                report.count(kind.name, target, "lease_too_short")
+                return
+            breaker = self.breaker(kind.name, target)
+            if not breaker.allow(clock()):
+                until = breaker.retry_at(clock(), self.rand)
+                self._hold(kind, row, until, "circuit open", clock(), report)
+                return
+            try:
+                result = kind.call(row)
+            except Exception:  # a bug in a kind's call must not kill the engine
+                log.exception("call crashed", extra={"kind": kind.name, "target": target})
+                breaker.record_failure(clock())
+                report.count(kind.name, target, "crashed")
+                return
+            report.called += 1
+            report.count(kind.name, target, kind.label(result))
+            signal = kind.signal(result)
+            if signal is Signal.TRIP:
+                breaker.trip(clock())
+                until = breaker.retry_at(clock(), self.rand)
+                self._hold(kind, row, until, kind.describe(result), clock(), report)
+                return
+            if signal is Signal.FAILURE:
+                breaker.record_failure(clock())
+            else:
+                breaker.record_success()
+            self._store(kind, row, result, clock(), report)
+        except Exception:
+            log.exception("storing a result failed", extra={"kind": kind.name})
+            raise
+        finally:
+            with self._lock:
+                self._in_flight[(kind.name, target)] -= 1
+                self._busy[kind.name] -= 1
+
+    def _store(
+        self, kind: Kind[Any, Any], row: Any, result: Any, now: datetime, report: TickReport
+    ) -> None:
+        with self.sessions.begin() as session:
+            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
+                kind.store(session, row, result, now)
+                return
+            report.lost_leases += 1
+            kind.lost(session, row, result, now)
+
+    def _hold(
+        self,
+        kind: Kind[Any, Any],
+        row: Any,
+        until: datetime,
+        why: str,
+        now: datetime,
+        report: TickReport,
+        *,
+        counted: bool = True,
+    ) -> None:
+        if counted:
+            report.held += 1
+            report.count(kind.name, kind.target(row) or "-", "held")
+        with self.sessions.begin() as session:
+            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
+                kind.hold(session, row, until, why, now)

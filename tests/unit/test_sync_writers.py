@@ -1,0 +1,72 @@
+"""Only `services/schedule.py` writes a payment's sync columns: everyone else asks it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import reconciler
+from reconciler.services.schedule import SYNC_COLUMNS
+
+PACKAGE = Path(reconciler.__file__).parent
+STORE = PACKAGE / "services" / "schedule.py"
+DECISION = PACKAGE / "domain" / "sync.py"  # builds decisions (same names), touches no row
+
+
+def _writes(tree: ast.AST) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr in SYNC_COLUMNS:
+                found.append((node.lineno, target.attr))
+        if isinstance(node, ast.Call) and _builds_a_row(node.func):
+            for keyword in node.keywords:
+                if keyword.arg in SYNC_COLUMNS:
+                    found.append((node.lineno, keyword.arg))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+        ):
+            found.append((node.lineno, "setattr"))
+    return found
+
+
+def _builds_a_row(func: ast.expr) -> bool:
+    """`Payment(...)`, or `.values(...)` of an UPDATE/INSERT statement."""
+    if isinstance(func, ast.Name):
+        return func.id == "Payment"
+    return isinstance(func, ast.Attribute) and func.attr in ("values", "Payment")
+
+
+def test_no_module_but_the_store_writes_sync_columns() -> None:
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path in (STORE, DECISION) or "simulator" in path.parts:
+            continue  # the simulator is a separate program with its own words
+        for line, column in _writes(ast.parse(path.read_text(), str(path))):
+            offenders.append(f"{path.relative_to(PACKAGE.parent)}:{line} writes {column}")
+    assert offenders == []
+
+
+def test_the_checker_sees_each_way_of_writing_a_column() -> None:
+    source = (
+        "payment.sync_state = 'x'\n"
+        "payment.poll_attempts += 1\n"
+        "Payment(next_poll_at=None)\n"
+        "update(payments).values(give_up_at=None)\n"
+        "list_payments(sync_state='polling')\n"
+        "setattr(payment, name, value)\n"
+    )
+    assert [column for _, column in _writes(ast.parse(source))] == [
+        "sync_state",
+        "poll_attempts",
+        "next_poll_at",
+        "give_up_at",
+        "setattr",
+    ]
