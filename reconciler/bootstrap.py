@@ -8,6 +8,7 @@ from datetime import datetime
 
 import requests
 
+from reconciler.adapters import wakeups
 from reconciler.adapters.db import make_engine, make_sessionmaker
 from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.http import new_session
@@ -60,10 +61,12 @@ def bootstrap(
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     http = new_session(pool_size=max(8, settings.sweep_concurrency))
+    sessions = make_sessionmaker(engine)
+    wakeups.install(sessions)
     return Context(
         settings=settings,
         engine=engine,
-        sessions=make_sessionmaker(engine),
+        sessions=sessions,
         readers=make_sessionmaker(engine, read_only=True),
         gateways=build_gateways(settings, http) if gateways is None else gateways,
         clock=clock or utc_now,

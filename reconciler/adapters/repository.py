@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Row, Select, Table, delete, func, or_, select, tuple_, update
@@ -104,6 +104,21 @@ def claim_due(
         .returning(*(queue.column(name) for name in queue.returning))
     )
     return list(session.execute(stmt))
+
+
+def earliest_due(session: Session, queue: Queue, now: datetime) -> datetime | None:
+    """Return when the queue's next unleased row is due (an index-ordered MIN)."""
+    due_column = queue.column(queue.due)
+    lease = queue.column("lease_expires_at")
+    stmt = (
+        select(func.min(due_column))
+        .where(due_column.is_not(None))
+        .where(or_(lease.is_(None), lease < now))
+    )
+    value = session.scalar(stmt)
+    if value is not None and value.tzinfo is None:  # SQLite's MIN() loses the column type
+        value = value.replace(tzinfo=UTC)
+    return cast(datetime | None, value)
 
 
 def release_lease(session: Session, queue: Queue, row_id: str, owner: str) -> bool:

@@ -1,14 +1,24 @@
-"""The in-process sweep: an APScheduler job that calls `Sweeper.tick`."""
+"""The in-process sweep: APScheduler jobs that call `Sweeper.tick`.
+
+A `date` job wakes the sweep at the earliest due time it knows of (and whenever a row
+becomes due sooner: this process's commits at once, other replicas' through NOTIFY on
+PostgreSQL); an `interval` job every `RECONCILER_SWEEP_INTERVAL_S` is the safety net,
+and reads nothing from the database while nothing can be due.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
 import tempfile
+import threading
+from datetime import datetime
 from typing import IO
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from reconciler.services.sweep import Sweeper
@@ -27,12 +37,16 @@ class SweepJob:
     def __init__(self, sweeper: Sweeper, interval_s: float, lock_name: str) -> None:
         self.sweeper = sweeper
         self.interval_s = interval_s
+        self._wake_at: datetime | None = None
+        self._wake_lock = threading.Lock()
+
         digest = hashlib.sha256(lock_name.encode()).hexdigest()[:16]
         self.lock_path = os.path.join(tempfile.gettempdir(), f"reconciler-sweep-{digest}.lock")
         self._lock_file: IO[bytes] | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
 
     def start(self) -> None:
+        self.sweeper.listen(self.wake)
         self.scheduler.add_job(
             self.run,
             "interval",
@@ -44,7 +58,29 @@ class SweepJob:
         )
         self.scheduler.start()
 
+    def wake(self, at: datetime) -> None:
+        """Run a sweep at `at` (at once if it is past), unless one is planned sooner."""
+        with self._wake_lock:
+            if self._wake_at is not None and self._wake_at <= at:
+                return
+            self._wake_at = at
+        with contextlib.suppress(SchedulerNotRunningError):  # stopping: nothing to wake
+            self.scheduler.add_job(
+                self._woken,
+                "date",
+                run_date=at,
+                id="wake",
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
+
+    def _woken(self) -> None:
+        with self._wake_lock:
+            self._wake_at = None
+        self.run()
+
     def stop(self) -> None:
+        self.sweeper.stop_listening()
         self.scheduler.shutdown(wait=True)
         self.sweeper.close()
         if self._lock_file is not None:

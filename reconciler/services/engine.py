@@ -229,6 +229,15 @@ class Engine:
             report.duration_s = time.monotonic() - started
             return report, futures
 
+    def has_free_slots(self, *, quarter: bool = False) -> bool:
+        """Say whether some kind has a free slot (a quarter of its slots, if asked)."""
+        with self._lock:
+            for kind in self.kinds:
+                wanted = max(1, kind.concurrency // 4) if quarter else 1
+                if kind.concurrency - self._busy[kind.name] >= wanted:
+                    return True
+            return False
+
     def _free_slots(self, kind: Kind[Any, Any]) -> int:
         with self._lock:
             return kind.concurrency - self._busy[kind.name]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from reconciler.adapters import repository
+from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import Merchant, Payment, PaymentEvent
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
@@ -165,6 +165,7 @@ def register_payment(
                 ),
             )
             session.add(payment)
+            wakeups.note_due(session, payment.next_poll_at)
             session.flush()
             apply_orphans(session, payment, now=now, policy=policy, rand=ctx.rand)
     except IntegrityError:

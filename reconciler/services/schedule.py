@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy.orm import object_session
+
+from reconciler.adapters import wakeups
 from reconciler.adapters.models import Payment
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Status, SyncState
@@ -70,6 +73,9 @@ def decide_and_store(
         setattr(payment, column, value)
     if decision.polled_at is not None:
         payment.last_polled_at = decision.polled_at
+    session = object_session(payment)
+    if session is not None:
+        wakeups.note_due(session, decision.next_poll_at)
     if decision.state != before:
         payment.updated_at = now
         if decision.gave_up:

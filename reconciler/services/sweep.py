@@ -8,15 +8,23 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from reconciler.adapters import repository
+from reconciler.adapters import repository, wakeups
 from reconciler.domain.breaker import CircuitBreaker
 from reconciler.services.context import Context
 from reconciler.services.engine import Engine, EngineConfig, TickReport
 from reconciler.services.polling import PaymentPolls
 
 log = logging.getLogger(__name__)
+
+# The longest the sweep goes without reading the earliest due time from the database.
+# Rows made due sooner are announced (this process at once; other replicas through
+# PostgreSQL's NOTIFY), so this only bounds what no announcement reached, such as a
+# lease left to expire by a crashed replica.
+IDLE_CHECK_S = 30.0
+# How often an idle sweeper still says it is alive (for /readyz).
+HEARTBEAT_S = 10.0
 
 
 @dataclass
@@ -67,7 +75,14 @@ class Sweeper:
         for gateway in ctx.gateways:
             self.engine.breaker(self.polls.name, gateway)
         self.observer = observer
+        self.on_wake: Callable[[datetime], None] | None = None  # set by the scheduler
         self._lock = threading.Lock()
+        self._plan_lock = threading.Lock()
+        self._earliest: datetime | None = None  # the earliest due time this process knows
+        self._heard: datetime | None = None  # the earliest announced since the last read
+        self._checked_at: datetime | None = None
+        self._beat_at: datetime | None = None
+        self._listener: wakeups.Listener | None = None
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -94,14 +109,47 @@ class Sweeper:
             self._finish(report, now)
             return report
 
+    def listen(self, on_wake: Callable[[datetime], None]) -> None:
+        """Hear of rows made due sooner (here, and from other replicas on PostgreSQL)."""
+        self.on_wake = on_wake
+        wakeups.subscribe(self.ctx.sessions, self.announce)
+        url = self.ctx.settings.database_url
+        if url.startswith("postgresql"):
+            self._listener = wakeups.Listener(url, self.announce)
+            self._listener.start()
+
+    def stop_listening(self) -> None:
+        self.on_wake = None
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+
+    def announce(self, at: datetime) -> None:
+        """Hear that a row is due at `at`: wake then if that is sooner than planned."""
+        with self._plan_lock:
+            self._heard = at if self._heard is None else min(self._heard, at)
+            sooner = self._earliest is None or at < self._earliest
+            if sooner:
+                self._earliest = at
+        if sooner and self.on_wake is not None:
+            self.on_wake(at)
+
     def tick(self) -> None:
         """Start the calls of every due row there is room for; do not wait for them.
 
-        Used by the in-process job: a slow call never holds up the next tick, and the
-        observer hears of a tick once its last result is stored.
+        Used by the in-process job. Nothing is read from the database while the
+        earliest known due time is still ahead (and the idle check is not due): an idle
+        service makes no query per tick. A slow call never holds up the next tick, and
+        the observer hears of a tick once its last result is stored.
         """
+        now = self.ctx.clock()
+        if not self._worth_a_look(now):
+            if self._beat_at is None or now - self._beat_at >= timedelta(seconds=HEARTBEAT_S):
+                self._finish(SweepReport(), now)
+            return
         before = self.polls.counts.copy()
         tick, futures = self.engine.tick()
+        self._replan(now)
         if not futures:
             self._finish(self._report(tick, before), None)
             return
@@ -114,9 +162,43 @@ class Sweeper:
                 last = remaining[0] == 0
             if last:
                 self._finish(self._report(tick, before), None)
+            self._refill()
 
         for future in futures:
             future.add_done_callback(done)
+
+    def _worth_a_look(self, now: datetime) -> bool:
+        with self._plan_lock:
+            if self._checked_at is None:
+                return True  # never looked: nothing is known
+            if self._earliest is not None and self._earliest <= now:
+                return True
+            return now - self._checked_at >= timedelta(seconds=IDLE_CHECK_S)
+
+    def _replan(self, now: datetime) -> None:
+        """Read when the next row is due and ask to be woken then."""
+        with self._plan_lock:
+            self._heard = None
+        with self.ctx.read() as session:
+            found = [
+                repository.earliest_due(session, kind.queue, now) for kind in self.engine.kinds
+            ]
+        known = [at for at in found if at is not None]
+        with self._plan_lock:
+            if self._heard is not None:
+                known.append(self._heard)  # announced while we were reading
+            self._earliest = min(known) if known else None
+            self._checked_at = now
+            earliest = self._earliest
+        if earliest is not None and self.on_wake is not None and self.engine.has_free_slots():
+            self.on_wake(earliest)
+
+    def _refill(self) -> None:
+        """Wake at once when calls finish and due rows are still waiting for a slot."""
+        with self._plan_lock:
+            waiting = self._earliest is not None and self._earliest <= self.ctx.clock()
+        if waiting and self.on_wake is not None and self.engine.has_free_slots(quarter=True):
+            self.on_wake(self.ctx.clock())
 
     def _report(self, tick: TickReport, before: dict[str, int]) -> SweepReport:
         counts = self.polls.counts
@@ -136,6 +218,7 @@ class Sweeper:
         )
 
     def _finish(self, report: SweepReport, now: datetime | None) -> None:
+        self._beat_at = now or self.ctx.clock()
         try:
             with self.ctx.sessions.begin() as session:
                 repository.record_heartbeat(

@@ -1,0 +1,82 @@
+"""The sweep wakes when a row is due, and reads nothing while nothing can be."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import FakeClock, MerchantAuth, make_settings, register_payment
+from simhelpers import Simulator
+from sqlalchemy import event
+
+from reconciler.bootstrap import Context, bootstrap
+from reconciler.entrypoints.app import create_app
+from reconciler.entrypoints.scheduler import SweepJob
+from reconciler.services.merchants import create_merchant
+from reconciler.services.sweep import HEARTBEAT_S, IDLE_CHECK_S, Sweeper
+
+
+@pytest.fixture
+def live_ctx(db_url: str, simulator: Simulator) -> Iterator[Context]:
+    """A context on the real clock, with a sweep interval far longer than the test."""
+    settings = make_settings(
+        db_url,
+        simulator.url,
+        sweep_interval_s=600,
+        poll_first_delay_s=0.3,
+    )
+    context = bootstrap(settings, rand=random.Random(3).random)
+    yield context
+    context.close()
+
+
+def test_a_registration_wakes_the_sweep_long_before_its_interval(
+    live_ctx: Context, simulator: Simulator, tmp_path: Any
+) -> None:
+    record, key = create_merchant(live_ctx, "acme")
+    client = create_app(ctx=live_ctx).test_client()
+    sweeper = Sweeper(live_ctx)
+    job = SweepJob(sweeper, 600, lock_name=str(tmp_path))
+    job.start()
+    try:
+        gid = simulator.create(amount=5, currency="EUR", reference="wake")["id"]
+        register_payment(client, MerchantAuth(record.id, key), gid)
+        deadline = time.monotonic() + 30  # a bound for a loaded machine, not a timing claim
+        while time.monotonic() < deadline:
+            if any(c["kind"] == "fetch" for c in simulator.calls()["payments"][gid]):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the sweep was not woken for the registered payment")
+    finally:
+        job.stop()
+
+
+def test_an_idle_sweeper_reads_nothing_between_its_checks(ctx: Context) -> None:
+    clock: FakeClock = ctx.clock  # type: ignore[assignment]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sweeper = Sweeper(ctx)
+    sweeper.tick()  # the first tick reads when the next row is due: nothing is
+    event.listen(ctx.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            clock.advance(1)
+            sweeper.tick()
+        assert statements == []
+        clock.advance(HEARTBEAT_S)
+        sweeper.tick()
+        assert statements and all("heartbeat" in s.lower() for s in statements)
+        statements.clear()
+        clock.advance(IDLE_CHECK_S)
+        sweeper.tick()
+        assert any("payments" in s for s in statements)  # the idle check looks again
+    finally:
+        event.remove(ctx.engine, "before_cursor_execute", count)
+        sweeper.close()
