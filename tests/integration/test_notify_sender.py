@@ -1,0 +1,182 @@
+"""The sender against real HTTP receivers on loopback, verified with `standardwebhooks`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from reconciler.adapters.notify.destinations import DestinationGuard, pinned_session
+from reconciler.adapters.notify.sender import Sender
+
+SECRET = "whsec_" + "c2VuZGVyLXRlc3Qtc2VjcmV0LW9uZQ=="  # test-only
+OLD_SECRET = "whsec_" + "c2VuZGVyLXRlc3Qtc2VjcmV0LXR3bw=="  # test-only
+BODY = json.dumps({"id": "evt_1", "type": "payment.succeeded", "sequence": 1}).encode()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A loopback HTTP server answering with a scripted status and headers."""
+
+    url: str
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None  # when set, answer only once it is released
+    received: list[Received] = field(default_factory=list)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            state.received.append(Received(self.path, dict(self.headers), body))
+            if state.hold is not None:
+                state.hold.wait(10)
+            self.send_response(state.status)
+            for name, value in state.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    if state.hold is not None:
+        state.hold.set()
+    server.shutdown()
+    server.server_close()
+
+
+def sender(timeout_s: float = 5.0, *, allow_private: bool = True, resolver=None) -> Sender:
+    guard = (
+        DestinationGuard(allow_private=allow_private, resolver=resolver)
+        if resolver
+        else DestinationGuard(allow_private=allow_private)
+    )
+    return Sender(pinned_session(guard), timeout_s=timeout_s)
+
+
+def test_a_delivery_is_signed_so_the_standard_library_verifies_it(receiver: Receiver) -> None:
+    outcome = sender().send(receiver.url + "/hook", event_id="evt_1", body=BODY, secrets=[SECRET])
+    assert outcome.status_code == 200 and outcome.error is None
+    [got] = receiver.received
+    assert got.headers["Content-Type"] == "application/json"
+    assert got.headers["webhook-id"] == "evt_1"
+    assert Webhook(SECRET).verify(got.body, got.headers) == json.loads(BODY)
+
+
+def test_during_rotation_both_secrets_sign_and_either_verifies(receiver: Receiver) -> None:
+    sender().send(receiver.url, event_id="evt_1", body=BODY, secrets=[SECRET, OLD_SECRET])
+    [got] = receiver.received
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    assert all(e.startswith("v1,") for e in got.headers["webhook-signature"].split(" "))
+    Webhook(SECRET).verify(got.body, got.headers)
+    Webhook(OLD_SECRET).verify(got.body, got.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "b3RoZXItc2VjcmV0").verify(got.body, got.headers)
+
+
+def test_the_webhook_id_is_the_same_on_every_attempt(receiver: Receiver) -> None:
+    clock = iter([datetime.now(UTC), datetime.now(UTC) + timedelta(seconds=90)])
+    s = sender()
+    s.clock = lambda: next(clock)
+    for _ in range(2):
+        s.send(receiver.url, event_id="evt_same", body=BODY, secrets=[SECRET])
+    ids = {r.headers["webhook-id"] for r in receiver.received}
+    stamps = {r.headers["webhook-timestamp"] for r in receiver.received}
+    assert ids == {"evt_same"} and len(stamps) == 2
+
+
+def test_a_redirect_is_reported_and_not_followed(receiver: Receiver) -> None:
+    receiver.status = 302
+    receiver.headers = {"Location": receiver.url + "/elsewhere"}
+    outcome = sender().send(receiver.url + "/hook", event_id="evt_1", body=BODY, secrets=[SECRET])
+    assert (outcome.status_code, outcome.location) == (302, receiver.url + "/elsewhere")
+    assert [r.path for r in receiver.received] == ["/hook"]
+
+
+def test_retry_after_is_passed_on_with_the_status(receiver: Receiver) -> None:
+    receiver.status = 503
+    receiver.headers = {"Retry-After": "120"}
+    outcome = sender().send(receiver.url, event_id="evt_1", body=BODY, secrets=[SECRET])
+    assert (outcome.status_code, outcome.retry_after) == (503, "120")
+
+
+def test_an_endpoint_answering_after_the_timeout_is_a_failed_attempt(receiver: Receiver) -> None:
+    receiver.hold = threading.Event()
+    outcome = sender(timeout_s=0.2).send(
+        receiver.url, event_id="evt_1", body=BODY, secrets=[SECRET]
+    )
+    receiver.hold.set()
+    assert outcome.status_code is None
+    assert outcome.error is not None and "timed out" in outcome.error
+
+
+def test_a_closed_port_is_a_failed_attempt_with_the_reason() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcome = sender().send(f"http://127.0.0.1:{port}/", event_id="e", body=BODY, secrets=[SECRET])
+    assert outcome.status_code is None and "connection failed" in (outcome.error or "")
+
+
+def test_loopback_is_refused_at_connect_time_unless_private_destinations_are_allowed(
+    receiver: Receiver,
+) -> None:
+    outcome = sender(allow_private=False).send(
+        receiver.url, event_id="evt_1", body=BODY, secrets=[SECRET]
+    )
+    assert outcome.error is not None and "destination refused" in outcome.error
+    assert receiver.received == []
+
+
+def test_a_name_public_at_registration_and_private_at_connect_time_is_refused(
+    receiver: Receiver,
+) -> None:
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])  # DNS rebinding
+    guard = DestinationGuard(allow_private=False, resolver=lambda host, port: next(answers))
+    port = receiver.url.rsplit(":", 1)[1]
+    guard.check_url(f"https://rebind.example:{port}/hook")  # registration: public, accepted
+    outcome = Sender(pinned_session(guard), timeout_s=5).send(
+        f"https://rebind.example:{port}/hook", event_id="evt_1", body=BODY, secrets=[SECRET]
+    )
+    assert outcome.error is not None and "127.0.0.1, a loopback address" in outcome.error
+    assert receiver.received == []
+
+
+def test_a_connection_goes_to_the_checked_address_keeping_the_host_name(
+    receiver: Receiver,
+) -> None:
+    port = receiver.url.rsplit(":", 1)[1]
+    guard = DestinationGuard(allow_private=True, resolver=lambda host, port: ["127.0.0.1"])
+    outcome = Sender(pinned_session(guard), timeout_s=5).send(
+        f"http://hooks.merchant.example:{port}/in", event_id="e", body=BODY, secrets=[SECRET]
+    )
+    assert outcome.status_code == 200
+    assert receiver.received[0].headers["Host"] == f"hooks.merchant.example:{port}"
