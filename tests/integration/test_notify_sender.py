@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from notifyhelpers import Receiver, run_receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from reconciler.adapters.notify.destinations import DestinationGuard, pinned_session
@@ -20,55 +19,10 @@ OLD_SECRET = "whsec_" + "c2VuZGVyLXRlc3Qtc2VjcmV0LXR3bw=="  # test-only
 BODY = json.dumps({"id": "evt_1", "type": "payment.succeeded", "sequence": 1}).encode()
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP server answering with a scripted status and headers."""
-
-    url: str
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    hold: threading.Event | None = None  # when set, answer only once it is released
-    received: list[Received] = field(default_factory=list)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            state.received.append(Received(self.path, dict(self.headers), body))
-            if state.hold is not None:
-                state.hold.wait(10)
-            self.send_response(state.status)
-            for name, value in state.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    if state.hold is not None:
-        state.hold.set()
-    server.shutdown()
-    server.server_close()
+    with run_receiver() as state:
+        yield state
 
 
 def sender(timeout_s: float = 5.0, *, allow_private: bool = True, resolver=None) -> Sender:
