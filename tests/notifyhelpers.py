@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,7 +29,8 @@ class Receiver:
 
 
 @contextmanager
-def run_receiver() -> Iterator[Receiver]:
+def run_receiver(tls: tuple[str, str] | None = None) -> Iterator[Receiver]:
+    """Serve on a free loopback port; `tls` is (certificate, key) to serve https."""
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,7 +52,13 @@ def run_receiver() -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -134,3 +135,63 @@ def test_a_connection_goes_to_the_checked_address_keeping_the_host_name(
     )
     assert outcome.status_code == 200
     assert receiver.received[0].headers["Host"] == f"hooks.merchant.example:{port}"
+
+
+HOOK_HOST = "hooks.merchant.example"
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A throwaway CA and a certificate for HOOK_HOST, made with the openssl command."""
+    d = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=reconciler test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
+    )  # fmt: skip
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+        "-subj", f"/CN={HOOK_HOST}",
+    )  # fmt: skip
+    (d / "ext.cnf").write_text(f"subjectAltName=DNS:{HOOK_HOST}\nbasicConstraints=CA:FALSE\n")
+    openssl(
+        "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf",
+    )  # fmt: skip
+    return {"ca": str(d / "ca.pem"), "cert": str(d / "leaf.pem"), "key": str(d / "leaf.key")}
+
+
+@pytest.fixture
+def tls_receiver(tls_files: dict[str, str]) -> Iterator[Receiver]:
+    with run_receiver(tls=(tls_files["cert"], tls_files["key"])) as state:
+        yield state
+
+
+@pytest.mark.parametrize(
+    ("host", "verified"),
+    [
+        (HOOK_HOST, True),
+        ("other.merchant.example", False),  # the certificate does not name this host
+    ],
+)
+def test_tls_to_a_pinned_address_checks_the_certificate_against_the_url_s_host(
+    tls_receiver: Receiver, tls_files: dict[str, str], host: str, verified: bool
+) -> None:
+    port = tls_receiver.url.rsplit(":", 1)[1]
+    guard = DestinationGuard(allow_private=True, resolver=lambda name, port: ["127.0.0.1"])
+    session = pinned_session(guard)
+    session.verify = tls_files["ca"]
+    outcome = Sender(session, timeout_s=5).send(
+        f"https://{host}:{port}/in", event_id="evt_tls", body=BODY, secrets=[SECRET]
+    )
+    if verified:
+        assert outcome.status_code == 200, outcome.error
+        assert tls_receiver.received[0].headers["Host"] == f"{HOOK_HOST}:{port}"
+    else:
+        assert outcome.status_code is None
+        assert "certificate" in (outcome.error or "").lower()
+        assert tls_receiver.received == []
