@@ -270,13 +270,24 @@ deliveries = cast(Table, NotificationDelivery.__table__)
 
 
 def enabled_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEndpoint]:
-    """The merchant's endpoints that receive notifications (enabled, not deleted)."""
-    stmt = select(WebhookEndpoint).where(
-        WebhookEndpoint.merchant_id == merchant_id,
-        WebhookEndpoint.status == "enabled",
-        WebhookEndpoint.deleted_at.is_(None),
+    """The merchant's endpoints that receive notifications (enabled, not deleted).
+
+    `FOR KEY SHARE` waits for a concurrent disable or delete (which holds `FOR UPDATE`
+    while it fails the pending deliveries) and then re-reads the row, so no delivery is
+    added to an endpoint that has just been switched off. Shared locks do not block each
+    other: concurrent events of one merchant do not queue.
+    """
+    stmt = (
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.merchant_id == merchant_id,
+            WebhookEndpoint.status == "enabled",
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        .with_for_update(read=True, key_share=True)
     )
-    return session.scalars(stmt.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)).all()
+    return session.scalars(stmt).all()
 
 
 def merchant_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEndpoint]:

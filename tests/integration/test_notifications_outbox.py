@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
 from notifyhelpers import Receiver, run_receiver
 from simhelpers import Simulator
+from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from reconciler.adapters import repository
@@ -20,7 +23,12 @@ from reconciler.adapters.notify.sender import Sender
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.domain.delivery import DeliveryRow, decide_delivery
 from reconciler.entrypoints.serialize import payment_json
-from reconciler.services.notifications import delivery_job, record_payment_event, store_attempt
+from reconciler.services.notifications import (
+    delivery_job,
+    disable_endpoint,
+    record_payment_event,
+    store_attempt,
+)
 
 
 @pytest.fixture
@@ -213,3 +221,37 @@ def test_410_gone_fails_the_delivery_and_disables_the_endpoint_with_its_other_de
     assert (other.status, other.next_attempt_at) == ("failed", None)
     shown = client.get(f"/v1/webhook_endpoints/{created['id']}", headers=merchant.headers).json
     assert shown["disabled_reason"] == "the endpoint answered 410 Gone"
+
+
+def wait_for_lock_waiter(ctx: Context) -> None:
+    """Return once another session of this database is waiting for a row lock."""
+    deadline = time.monotonic() + 30
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with ctx.engine.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        time.sleep(0.01)
+    raise AssertionError("the event's transaction never waited for the endpoint's lock")
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_an_event_racing_a_disable_adds_no_delivery_to_the_disabled_endpoint(
+    client: FlaskClient, merchant: MerchantAuth, ctx: Context
+) -> None:
+    created = endpoint(client, merchant, "http://127.0.0.1:9001/")
+    payment_id = register_payment(client, merchant, "sim_pay_outbox_race")
+    with ctx.sessions() as disabling, disabling.begin():
+        disable_endpoint(
+            disabling, created["id"], reason="disabled by the merchant", now=ctx.clock()
+        )
+        disabling.flush()
+        with ThreadPoolExecutor(1) as pool:
+            recorded = pool.submit(record, ctx, payment_id, "payment.succeeded")
+            wait_for_lock_waiter(ctx)
+            disabling.commit()
+            recorded.result(timeout=30)
+    assert deliveries(ctx) == []
