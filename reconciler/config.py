@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
 GATEWAYS = ("simulator", "stripe", "razorpay")
@@ -68,6 +69,7 @@ class Settings:
     log_level: str = "INFO"
     gateways: Mapping[str, GatewayConfig] = field(default_factory=dict)
     policies: Mapping[str, PollPolicy] = field(default_factory=dict)
+    notify: NotifySettings = field(default_factory=lambda: NotifySettings())
 
     def policy(self, gateway: str) -> PollPolicy:
         return self.policies.get(gateway) or PollPolicy()
@@ -174,6 +176,7 @@ class Settings:
             log_level=(get("LOG_LEVEL") or "INFO").upper(),
             gateways=gateways,
             policies=policies,
+            notify=NotifySettings.from_env(env),
         )
         longest_call = settings.connect_timeout_s + max(
             settings.read_timeout_s, settings.create_timeout_s
@@ -184,3 +187,54 @@ class Settings:
                 f"(connect + read timeout = {longest_call:g} s), or a lease could expire mid-call"
             )
         return settings
+
+
+# --- Outbound notifications (merchant webhooks): the RECONCILER_NOTIFY_* variables ---------
+
+_DELIVERY_FIELDS = {
+    "base_delay": "NOTIFY_BASE_DELAY_S",
+    "factor": "NOTIFY_FACTOR",
+    "max_delay": "NOTIFY_MAX_DELAY_S",
+    "give_up_after": "NOTIFY_GIVE_UP_AFTER_S",
+}
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """How deliveries to merchants' endpoints are retried, timed out and allowed to go."""
+
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    timeout_s: float = 15.0
+    allow_private: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
+        """Read the `RECONCILER_NOTIFY_*` variables; unset or empty ones keep their default."""
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(f"RECONCILER_{name}") or None
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}")
+            return value
+
+        defaults = DeliveryPolicy()
+        values = {
+            attr: number(var, getattr(defaults, attr)) for attr, var in _DELIVERY_FIELDS.items()
+        }
+        try:
+            policy = DeliveryPolicy(**values)
+        except ValueError as exc:
+            raise ConfigError(f"delivery policy: {exc}") from None
+        timeout = number("NOTIFY_TIMEOUT_S", 15.0)
+        if timeout <= 0:
+            raise ConfigError("RECONCILER_NOTIFY_TIMEOUT_S must be positive")
+        allow = (env.get("RECONCILER_NOTIFY_ALLOW_PRIVATE") or "0").lower()
+        if allow not in ("0", "1", "true", "false", "yes", "no"):
+            raise ConfigError(f"RECONCILER_NOTIFY_ALLOW_PRIVATE must be 0 or 1, got {allow!r}")
+        return cls(policy=policy, timeout_s=timeout, allow_private=allow in ("1", "true", "yes"))

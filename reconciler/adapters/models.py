@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: merchants, payments, the payment timeline and the webhook inbox."""
+"""SQLAlchemy tables: merchants, payments, the timeline, the webhook inbox, notifications."""
 
 from __future__ import annotations
 
@@ -99,6 +99,8 @@ class Payment(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The sequence of the payment's last merchant notification (0: none yet).
+    notification_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
@@ -171,3 +173,78 @@ class SweepHeartbeat(Base):
     owner: Mapped[str] = mapped_column(String(64), primary_key=True)
     finished_at: Mapped[datetime]
     claimed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- Outbound notifications (merchant webhooks) ------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """A merchant's URL that receives notifications; its secret is kept usable to sign."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # In clear: every delivery is signed with it (HMAC), so it cannot be stored hashed.
+    secret: Mapped[str] = mapped_column(String(100))
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]  # soft delete: its deliveries stay listable
+
+    __table_args__ = (Index("ix_webhook_endpoints_merchant_id", "merchant_id", "created_at"),)
+
+
+class NotificationEvent(Base):
+    """One notification about a payment, written in the transaction that changed it."""
+
+    __tablename__ = "notification_events"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"))
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    type: Mapped[str] = mapped_column(String(40))
+    sequence: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]]  # the whole body sent: {id, type, created_at, sequence, data}
+
+    __table_args__ = (UniqueConstraint("payment_id", "sequence"),)
+
+
+class NotificationDelivery(Base):
+    """One event to one endpoint: a row with its own retry schedule and lease."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("notification_events.id"), index=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    last_delay_s: Mapped[float | None]
+    give_up_at: Mapped[datetime]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_notification_deliveries_endpoint", "endpoint_id", "created_at", "id"),
+        # The engine's claim reads only rows with a next attempt: keep that index small.
+        Index(
+            "ix_notification_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("next_attempt_at IS NOT NULL"),
+            sqlite_where=text("next_attempt_at IS NOT NULL"),
+        ),
+    )

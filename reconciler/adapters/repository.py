@@ -14,9 +14,12 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
     Merchant,
+    NotificationDelivery,
+    NotificationEvent,
     Payment,
     PaymentEvent,
     SweepHeartbeat,
+    WebhookEndpoint,
     WebhookInbox,
 )
 
@@ -307,3 +310,162 @@ def oldest_pending_created_at(session: Session) -> datetime | None:
 
 def ping(session: Session) -> Row[Any] | None:
     return session.execute(select(1)).first()
+
+
+# --- Outbound notifications: endpoints, events, deliveries -------------------------------
+
+deliveries = cast(Table, NotificationDelivery.__table__)
+
+
+def enabled_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEndpoint]:
+    """The merchant's endpoints that receive notifications (enabled, not deleted).
+
+    `FOR KEY SHARE` waits for a concurrent disable or delete (which holds `FOR UPDATE`
+    while it fails the pending deliveries) and then re-reads the row, so no delivery is
+    added to an endpoint that has just been switched off. Shared locks do not block each
+    other: concurrent events of one merchant do not queue.
+    """
+    stmt = (
+        select(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.merchant_id == merchant_id,
+            WebhookEndpoint.status == "enabled",
+            WebhookEndpoint.deleted_at.is_(None),
+        )
+        .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return session.scalars(stmt).all()
+
+
+def merchant_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEndpoint]:
+    """Every endpoint the merchant has not deleted, oldest first."""
+    stmt = select(WebhookEndpoint).where(
+        WebhookEndpoint.merchant_id == merchant_id, WebhookEndpoint.deleted_at.is_(None)
+    )
+    return session.scalars(stmt.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)).all()
+
+
+def merchant_endpoint(
+    session: Session, merchant_id: str, endpoint_id: str, *, for_update: bool = False
+) -> WebhookEndpoint | None:
+    """One of the merchant's endpoints, unless deleted (another merchant's is None too)."""
+    stmt = select(WebhookEndpoint).where(
+        WebhookEndpoint.id == endpoint_id,
+        WebhookEndpoint.merchant_id == merchant_id,
+        WebhookEndpoint.deleted_at.is_(None),
+    )
+    if for_update:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return session.scalars(stmt).first()
+
+
+def endpoint_for_update(session: Session, endpoint_id: str) -> WebhookEndpoint | None:
+    """Load an endpoint whatever its merchant and lock its row until the transaction ends."""
+    stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update()
+    return session.scalars(stmt.execution_options(populate_existing=True)).first()
+
+
+DeliveryListing = tuple[NotificationDelivery, str, str]  # (delivery, event type, payment id)
+
+
+def encode_delivery_cursor(delivery: NotificationDelivery) -> str:
+    """Make the cursor of the page that follows `delivery` (read by `decode_cursor`)."""
+    raw = f"{delivery.created_at.isoformat()}|{delivery.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def endpoint_deliveries(
+    session: Session,
+    endpoint_id: str,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[DeliveryListing]:
+    """Page through an endpoint's deliveries with their event's type and payment, newest first."""
+    stmt = (
+        select(NotificationDelivery, NotificationEvent.type, NotificationEvent.payment_id)
+        .join(NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id)
+        .where(NotificationDelivery.endpoint_id == endpoint_id)
+    )
+    if status:
+        stmt = stmt.where(NotificationDelivery.status == status)
+    if after is not None:
+        stmt = stmt.where(
+            tuple_(NotificationDelivery.created_at, NotificationDelivery.id) < tuple_(*after)
+        )
+    stmt = stmt.order_by(NotificationDelivery.created_at.desc(), NotificationDelivery.id.desc())
+    return [(d, t, p) for d, t, p in session.execute(stmt.limit(limit))]
+
+
+def endpoint_delivery(
+    session: Session, endpoint_id: str, delivery_id: str, *, for_update: bool = False
+) -> DeliveryListing | None:
+    """One delivery of the endpoint, with its event's type and payment."""
+    stmt = (
+        select(NotificationDelivery, NotificationEvent.type, NotificationEvent.payment_id)
+        .join(NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id)
+        .where(
+            NotificationDelivery.id == delivery_id, NotificationDelivery.endpoint_id == endpoint_id
+        )
+    )
+    if for_update:
+        stmt = stmt.with_for_update(of=NotificationDelivery).execution_options(
+            populate_existing=True
+        )
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def delivery_with_target(
+    session: Session, delivery_id: str
+) -> tuple[NotificationDelivery, NotificationEvent, WebhookEndpoint] | None:
+    """A delivery with the event it carries and the endpoint it goes to."""
+    stmt = (
+        select(NotificationDelivery, NotificationEvent, WebhookEndpoint)
+        .join(NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id)
+        .join(WebhookEndpoint, WebhookEndpoint.id == NotificationDelivery.endpoint_id)
+        .where(NotificationDelivery.id == delivery_id)
+    )
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def halt_pending_deliveries(session: Session, endpoint_id: str, *, reason: str) -> int:
+    """Fail every pending delivery of an endpoint (deleted or disabled); return how many."""
+    result = session.execute(
+        update(deliveries)
+        .where(deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == "pending")
+        .values(
+            status="failed",
+            next_attempt_at=None,
+            last_error=reason,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def revive_failed_deliveries(
+    session: Session, endpoint_id: str, *, since: datetime, now: datetime, give_up_at: datetime
+) -> int:
+    """Make every failed delivery of an endpoint created since `since` due now; return how many."""
+    result = session.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.endpoint_id == endpoint_id,
+            deliveries.c.status == "failed",
+            deliveries.c.created_at >= since,
+        )
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            give_up_at=give_up_at,
+            last_delay_s=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

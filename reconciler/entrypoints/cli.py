@@ -48,12 +48,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="simulator + service + traffic, scored")
     demo.add_arguments(demo_parser)
 
+    from reconciler.entrypoints import listen
+
+    listen.add_arguments(commands.add_parser("listen", help="verify and print deliveries locally"))
+
     args = parser.parse_args(argv)
     try:
         if args.command == "simulator":
             return simulator_cli.run(args)
         if args.command == "demo":
             return demo.run(args)
+        if args.command == "listen":
+            return listen.run(args)
         settings = Settings.from_env()
         from reconciler.entrypoints import commands as run
 

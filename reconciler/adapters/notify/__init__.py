@@ -1,0 +1,1 @@
+"""Delivering notifications to merchants' endpoints: destination checks and the HTTP sender."""
