@@ -14,7 +14,9 @@ from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.http import new_session
 from reconciler.config import Settings
 from reconciler.domain.policy import Random
+from reconciler.entrypoints.serialize import payment_json
 from reconciler.services.context import Context, utc_now
+from reconciler.services.notifications import PaymentOutbox
 
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
@@ -72,4 +74,5 @@ def bootstrap(
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
+        outbox=PaymentOutbox(render=payment_json, policy=settings.notify.policy),
     )

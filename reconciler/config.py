@@ -206,6 +206,9 @@ class NotifySettings:
     policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     timeout_s: float = 15.0
     allow_private: bool = False
+    concurrency: int = 16  # delivery attempts in flight per process, across endpoints
+    max_in_flight_per_endpoint: int = 4  # so one slow endpoint cannot take every slot
+    disable_after_s: float = 5 * 24 * 3600.0  # an endpoint failing this long is disabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
@@ -237,4 +240,19 @@ class NotifySettings:
         allow = (env.get("RECONCILER_NOTIFY_ALLOW_PRIVATE") or "0").lower()
         if allow not in ("0", "1", "true", "false", "yes", "no"):
             raise ConfigError(f"RECONCILER_NOTIFY_ALLOW_PRIVATE must be 0 or 1, got {allow!r}")
-        return cls(policy=policy, timeout_s=timeout, allow_private=allow in ("1", "true", "yes"))
+        concurrency = int(number("NOTIFY_CONCURRENCY", 16))
+        per_endpoint = int(number("NOTIFY_MAX_IN_FLIGHT_PER_ENDPOINT", 4))
+        disable_after = number("NOTIFY_DISABLE_AFTER_S", 5 * 24 * 3600.0)
+        if concurrency < 1 or per_endpoint < 1 or disable_after <= 0:
+            raise ConfigError(
+                "RECONCILER_NOTIFY_CONCURRENCY, _MAX_IN_FLIGHT_PER_ENDPOINT and "
+                "_DISABLE_AFTER_S must be positive"
+            )
+        return cls(
+            policy=policy,
+            timeout_s=timeout,
+            allow_private=allow in ("1", "true", "yes"),
+            concurrency=concurrency,
+            max_in_flight_per_endpoint=per_endpoint,
+            disable_after_s=disable_after,
+        )

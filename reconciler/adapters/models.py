@@ -197,6 +197,7 @@ class WebhookEndpoint(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]  # soft delete: its deliveries stay listable
+    failing_since: Mapped[datetime | None]  # first failed attempt since the last success
 
     __table_args__ = (Index("ix_webhook_endpoints_merchant_id", "merchant_id", "created_at"),)
 

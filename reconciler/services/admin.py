@@ -80,8 +80,7 @@ def report_status(
             Report(reported, gateway_status or f"admin:{reported.value}"),
             source=Source.ADMIN,
             now=now,
-            policy=ctx.policy(payment.gateway),
-            rand=ctx.rand,
+            sched=ctx.scheduling(payment.gateway),
             detail={"note": note},
         )
     return payment, decision
@@ -97,9 +96,7 @@ def resolve_review(ctx: Context, payment_id: str, note: str) -> Payment:
         if payment.sync_state != SyncState.NEEDS_REVIEW:
             raise ValidationFailed(f"payment {payment_id} is not flagged for review")
         review_reason = payment.review_reason
-        decide_and_store(
-            payment, Resolved(), policy=ctx.policy(payment.gateway), now=now, rand=ctx.rand
-        )
+        decide_and_store(payment, Resolved(), sched=ctx.scheduling(payment.gateway), now=now)
         record_event(
             session,
             payment,

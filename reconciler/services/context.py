@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reconciler.adapters.gateways.base import Gateway
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.schedule import Outbox, Scheduling
 
 Clock = Callable[[], datetime]
 
@@ -34,6 +35,11 @@ class Context:
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
+    outbox: Outbox | None = None  # merchant notifications; None: nobody is told
+
+    def scheduling(self, gateway: str) -> Scheduling:
+        """Return what storing a sync decision needs for one gateway's payments."""
+        return Scheduling(policy=self.settings.policy(gateway), rand=self.rand, outbox=self.outbox)
 
     def read(self) -> Session:
         """Open a session for reading only (on SQLite it does not queue behind writers)."""

@@ -20,13 +20,12 @@ from reconciler.adapters.gateways.base import (
 )
 from reconciler.adapters.models import Payment
 from reconciler.config import Settings
-from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Report, Source, Status
 from reconciler.domain.sync import Created
 from reconciler.services import gateway_calls
 from reconciler.services.context import Context
 from reconciler.services.reports import apply_orphans, apply_report
-from reconciler.services.schedule import decide_and_store
+from reconciler.services.schedule import Scheduling, decide_and_store
 
 
 def request_for(
@@ -65,8 +64,7 @@ def create_now(ctx: Context, payment_id: str, *, source: Source) -> Payment:
             answer,
             source=source,
             now=ctx.clock(),
-            policy=ctx.policy(payment.gateway),
-            rand=ctx.rand,
+            sched=ctx.scheduling(payment.gateway),
         )
     return payment
 
@@ -78,8 +76,7 @@ def store(
     *,
     source: Source,
     now: datetime,
-    policy: PollPolicy,
-    rand: Random,
+    sched: Scheduling,
 ) -> None:
     """Store the outcome of a creation attempt (the caller holds the row lock)."""
     if payment.gateway_payment_id is not None:
@@ -87,11 +84,9 @@ def store(
     payment.updated_at = now
     if isinstance(answer, GatewayPayment):
         payment.gateway_payment_id = answer.gateway_payment_id
-        decide_and_store(payment, Created(), policy=policy, now=now, rand=rand)
-        apply_report(
-            session, payment, answer.report(), source=source, now=now, policy=policy, rand=rand
-        )
-        apply_orphans(session, payment, now=now, policy=policy, rand=rand)
+        decide_and_store(payment, Created(), sched=sched, now=now)
+        apply_report(session, payment, answer.report(), source=source, now=now, sched=sched)
+        apply_orphans(session, payment, now=now, sched=sched)
         return
     words = "create: " + gateway_calls.describe(answer)
     if isinstance(answer, RequestRejected):
@@ -101,8 +96,7 @@ def store(
             Report(Status.FAILED, "creation_rejected"),
             source=source,
             now=now,
-            policy=policy,
-            rand=rand,
+            sched=sched,
             detail={"error": words},
             error=words,
         )
@@ -112,4 +106,4 @@ def store(
     event = gateway_calls.failure_event(
         answer, hold_until=payment.next_poll_at or now, prefix="create: "
     )
-    decide_and_store(payment, event, policy=policy, now=now, rand=rand)
+    decide_and_store(payment, event, sched=sched, now=now)

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from reconciler.adapters import repository
+from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import Merchant, WebhookEndpoint
 from reconciler.adapters.notify.destinations import DestinationGuard, DestinationRefused
-from reconciler.bootstrap import Context
 from reconciler.domain.delivery import DeliveryStatus, give_up_deadline
 from reconciler.domain.notify import EVENT_TYPES
+from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.notifications import disable_endpoint, new_id
 from reconciler.services.payments import page_start
@@ -200,6 +200,7 @@ def retry_delivery(
             delivery.give_up_at = give_up_deadline(policy, now)
             delivery.last_delay_s = None
         delivery.next_attempt_at = now
+        wakeups.note_due(session, now)
     return found
 
 
@@ -213,13 +214,16 @@ def recover_deliveries(
     with ctx.sessions.begin() as session:
         endpoint = _locked(session, merchant, endpoint_id)
         _require_enabled(endpoint)
-        return repository.revive_failed_deliveries(
+        count = repository.revive_failed_deliveries(
             session,
             endpoint.id,
             since=since,
             now=now,
             give_up_at=give_up_deadline(ctx.settings.notify.policy, now),
         )
+        if count:
+            wakeups.note_due(session, now)
+        return count
 
 
 def _locked(session: Session, merchant: Merchant, endpoint_id: str) -> WebhookEndpoint:

@@ -124,7 +124,7 @@ def register_payment(
         )
     fingerprint = request.fingerprint()
     now = ctx.clock()
-    policy = ctx.settings.policy(request.gateway)
+    sched = ctx.scheduling(request.gateway)
     try:
         with ctx.sessions.begin() as session:
             existing = repository.payment_by_reference(
@@ -159,15 +159,14 @@ def register_payment(
                             else creation.deadline(ctx.settings, now)
                         )
                     ),
-                    policy=policy,
+                    sched=sched,
                     now=now,
-                    rand=ctx.rand,
                 ),
             )
             session.add(payment)
             wakeups.note_due(session, payment.next_poll_at)
             session.flush()
-            apply_orphans(session, payment, now=now, policy=policy, rand=ctx.rand)
+            apply_orphans(session, payment, now=now, sched=sched)
     except IntegrityError:
         # A concurrent request with the same reference (or gateway id) won the race.
         with ctx.read() as session:
@@ -256,6 +255,4 @@ def refresh_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Paymen
 
 def refresh(ctx: Context, payment: Payment, now: datetime) -> None:
     """Ask for a poll now: free for a settled payment, throttled per payment otherwise."""
-    decide_and_store(
-        payment, Refreshed(), policy=ctx.policy(payment.gateway), now=now, rand=ctx.rand
-    )
+    decide_and_store(payment, Refreshed(), sched=ctx.scheduling(payment.gateway), now=now)

@@ -108,12 +108,9 @@ class PaymentPolls:
         payment = repository.payment_for_update(session, row.id)
         if payment is None:
             return
-        policy = self.ctx.policy(payment.gateway)
-        rand = self.ctx.rand
+        sched = self.ctx.scheduling(payment.gateway)
         if row.creating:
-            creation.store(
-                session, payment, result, source=Source.POLL, now=now, policy=policy, rand=rand
-            )
+            creation.store(session, payment, result, source=Source.POLL, now=now, sched=sched)
             return
         if isinstance(result, GatewayPayment):
             apply_report(
@@ -122,13 +119,12 @@ class PaymentPolls:
                 result.report(),
                 source=Source.POLL,
                 now=now,
-                policy=policy,
-                rand=rand,
+                sched=sched,
                 detail=dict(result.detail),
                 polled=True,
                 error=f"attempt failed: {result.attempt_error}" if result.attempt_error else None,
             )
-            apply_orphans(session, payment, now=now, policy=policy, rand=rand)
+            apply_orphans(session, payment, now=now, sched=sched)
             return
         event = gateway_calls.failure_event(result, hold_until=now)
         if isinstance(event, NotKnown):
@@ -141,7 +137,7 @@ class PaymentPolls:
                 now=now,
                 detail={"error": "the gateway does not know this payment"},
             )
-        decide_and_store(payment, event, policy=policy, now=now, rand=rand)
+        decide_and_store(payment, event, sched=sched, now=now)
 
     def hold(
         self, session: Session, row: PollRow, until: datetime, why: str, now: datetime
@@ -153,9 +149,8 @@ class PaymentPolls:
         decide_and_store(
             payment,
             Held(until=until, error=words),
-            policy=self.ctx.policy(payment.gateway),
+            sched=self.ctx.scheduling(payment.gateway),
             now=now,
-            rand=self.ctx.rand,
         )
 
     def lost(self, session: Session, row: PollRow, result: Answer, now: datetime) -> None:

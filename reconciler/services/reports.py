@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
-from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, decide
 from reconciler.domain.sync import KEEP, Keep, Reported, ReviewReason
-from reconciler.services.schedule import decide_and_store
+from reconciler.services.schedule import Scheduling, decide_and_store
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,7 @@ def apply_report(
     *,
     source: Source,
     now: datetime,
-    policy: PollPolicy,
-    rand: Random,
+    sched: Scheduling,
     gateway_event_id: str | None = None,
     detail: dict[str, Any] | None = None,
     polled: bool = False,
@@ -67,9 +65,9 @@ def apply_report(
             polled=polled,
             error=error,
         ),
-        policy=policy,
+        sched=sched,
         now=now,
-        rand=rand,
+        status_before=before.value,
     )
     if decision.moves or decision.flag_review:
         log.log(
@@ -139,15 +137,13 @@ def record_event(
     )
 
 
-def apply_orphans(
-    session: Session, payment: Payment, *, now: datetime, policy: PollPolicy, rand: Random
-) -> int:
+def apply_orphans(session: Session, payment: Payment, *, now: datetime, sched: Scheduling) -> int:
     """Apply webhooks that arrived before the payment was known, in arrival order."""
     if payment.gateway_payment_id is None:
         return 0
     orphans = repository.orphan_webhooks(session, payment.gateway, payment.gateway_payment_id)
     for entry in orphans:
-        apply_inbox_entry(session, payment, entry, now=now, policy=policy, rand=rand)
+        apply_inbox_entry(session, payment, entry, now=now, sched=sched)
     return len(orphans)
 
 
@@ -157,8 +153,7 @@ def apply_inbox_entry(
     entry: WebhookInbox,
     *,
     now: datetime,
-    policy: PollPolicy,
-    rand: Random,
+    sched: Scheduling,
 ) -> Decision | None:
     """Apply one stored webhook (an orphan) to its payment and mark it processed."""
     entry.payment_id = payment.id
@@ -174,8 +169,7 @@ def apply_inbox_entry(
         event_type=entry.event_type,
         detail=entry.detail,
         now=now,
-        policy=policy,
-        rand=rand,
+        sched=sched,
     )
     entry.outcome = decision.outcome.value
     return decision
@@ -190,8 +184,7 @@ def apply_webhook(
     event_type: str,
     detail: Mapping[str, Any] | None,
     now: datetime,
-    policy: PollPolicy,
-    rand: Random,
+    sched: Scheduling,
 ) -> Decision:
     """Apply a webhook's report, with its event id and type on the timeline.
 
@@ -205,8 +198,7 @@ def apply_webhook(
         report,
         source=Source.WEBHOOK,
         now=now,
-        policy=policy,
-        rand=rand,
+        sched=sched,
         gateway_event_id=event_id,
         detail={**(detail or {}), "event_type": event_type},
         error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from reconciler.adapters import wakeups
 from reconciler.adapters.models import Payment
@@ -55,19 +57,50 @@ def sync_fields(payment: Payment) -> SyncFields:
     )
 
 
-def new_sync(
-    event: SyncEvent, *, policy: PollPolicy, now: datetime, rand: Random
-) -> dict[str, object]:
+class Outbox(Protocol):
+    """Records the merchant notifications a change produces (see services.notifications)."""
+
+    def record_change(
+        self,
+        session: Session,
+        payment: Payment,
+        *,
+        status_before: str,
+        sync_before: str,
+        now: datetime,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """What storing a sync decision needs besides the row and the event."""
+
+    policy: PollPolicy  # the payment's gateway's
+    rand: Random
+    outbox: Outbox | None = None  # None: nobody is told (tools, some tests)
+
+
+def new_sync(event: SyncEvent, *, sched: Scheduling, now: datetime) -> dict[str, object]:
     """Decide a new payment's sync columns, as keyword arguments for its row."""
-    decision = decide_sync(initial_fields(policy, created_at=now), event, policy, now, rand)
-    return _columns(decision)
+    fields = initial_fields(sched.policy, created_at=now)
+    return _columns(decide_sync(fields, event, sched.policy, now, sched.rand))
 
 
 def decide_and_store(
-    payment: Payment, event: SyncEvent, *, policy: PollPolicy, now: datetime, rand: Random
+    payment: Payment,
+    event: SyncEvent,
+    *,
+    sched: Scheduling,
+    now: datetime,
+    status_before: str | None = None,
 ) -> SyncDecision:
-    """Decide what `event` does to the payment's schedule and store it on the row."""
-    decision = decide_sync(sync_fields(payment), event, policy, now, rand)
+    """Decide what `event` does to the payment's schedule, store it, and tell the outbox.
+
+    `status_before` is the status before the report that led here (when one did), so a
+    status change and a move to `needs_review`/`gave_up` each record their event in this
+    same transaction.
+    """
+    decision = decide_sync(sync_fields(payment), event, sched.policy, now, sched.rand)
     before = payment.sync_state
     for column, value in _columns(decision).items():
         setattr(payment, column, value)
@@ -76,6 +109,14 @@ def decide_and_store(
     session = object_session(payment)
     if session is not None:
         wakeups.note_due(session, decision.next_poll_at)
+        if sched.outbox is not None:
+            sched.outbox.record_change(
+                session,
+                payment,
+                status_before=status_before or payment.status,
+                sync_before=before,
+                now=now,
+            )
     if decision.state != before:
         payment.updated_at = now
         if decision.gave_up:

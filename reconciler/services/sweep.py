@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from reconciler.adapters import repository, wakeups
 from reconciler.domain.breaker import CircuitBreaker
 from reconciler.services.context import Context
+from reconciler.services.delivery import Deliveries
 from reconciler.services.engine import Engine, EngineConfig, TickReport
 from reconciler.services.polling import PaymentPolls
 
@@ -37,6 +38,7 @@ class SweepReport:
     held_by_breaker: int = 0
     lost_leases: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)  # "gateway:outcome" -> count
+    deliveries: dict[str, int] = field(default_factory=dict)  # "2xx", "5xx", "error" -> count
     duration_s: float = 0.0
 
 
@@ -64,9 +66,10 @@ class Sweeper:
         self.ctx = ctx
         self.owner = f"sweep_{secrets.token_hex(8)}"
         self.polls = PaymentPolls(ctx)
+        self.deliveries = Deliveries(ctx)
         self.engine = Engine(
             ctx.sessions,
-            [self.polls],
+            [self.polls, self.deliveries],
             owner=self.owner,
             config=engine_config(ctx),
             clock=ctx.clock,
@@ -214,6 +217,7 @@ class Sweeper:
                 for key, n in tick.outcomes.items()
                 if key.startswith(prefix)
             },
+            deliveries=_by_last_part(tick.outcomes, f"{self.deliveries.name}:"),
             duration_s=tick.duration_s,
         )
 
@@ -239,3 +243,13 @@ class Sweeper:
                     "duration_s": round(report.duration_s, 3),
                 },
             )
+
+
+def _by_last_part(outcomes: dict[str, int], prefix: str) -> dict[str, int]:
+    """Sum `kind:target:outcome` counters of one kind by outcome."""
+    totals: dict[str, int] = {}
+    for key, count in outcomes.items():
+        if key.startswith(prefix):
+            outcome = key.rsplit(":", 1)[-1]
+            totals[outcome] = totals.get(outcome, 0) + count
+    return totals

@@ -51,7 +51,7 @@ def ingest_webhook(
     event = gateway.parse_webhook(headers, body, now)
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
         raise MalformedWebhook("event or payment id longer than 200 characters")
-    policy = ctx.settings.policy(gateway_name)
+    sched = ctx.scheduling(gateway_name)
     with ctx.sessions.begin() as session:
         entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))
         payment = (
@@ -93,8 +93,7 @@ def ingest_webhook(
             event_type=event.event_type,
             detail=event.detail,
             now=now,
-            policy=policy,
-            rand=ctx.rand,
+            sched=sched,
         )
         repository.mark_inbox_applied(
             session, entry_id, payment_id=payment.id, outcome=decision.outcome.value, now=now

@@ -1,7 +1,7 @@
-"""Keep why a payment needs review as a code, beside the words shown to people.
+"""Keep why a payment needs review as a code; note since when an endpoint has been failing.
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-28 09:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -21,6 +21,7 @@ UNKNOWN = "the gateway does not know this payment"
 def upgrade() -> None:
     # A nullable column: adding it rewrites nothing, even on a large table.
     op.add_column("payments", sa.Column("review_code", sa.String(length=32), nullable=True))
+    op.add_column("webhook_endpoints", sa.Column("failing_since", sa.DateTime(timezone=True)))
     payments = sa.table(
         "payments",
         sa.column("review_code", sa.String),
@@ -40,5 +41,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_endpoints") as batch:
+        batch.drop_column("failing_since")
     with op.batch_alter_table("payments") as batch:
         batch.drop_column("review_code")
