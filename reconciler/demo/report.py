@@ -82,7 +82,7 @@ def policy(report: dict[str, Any], profile: Profile) -> list[str]:
     return _labelled(
         "policy",
         describe_policy(profile.policy),
-        f"(production default: {describe_policy(PRODUCTION)})",
+        f"production: {describe_policy(PRODUCTION)}",
     )
 
 
@@ -109,16 +109,16 @@ def polls(report: dict[str, Any], profile: Profile) -> list[str]:
     arrived, lost = per_payment["webhook_arrived"], per_payment["webhook_lost"]
     lines = [
         f"terminal webhook lost:    mean {fmt(lost['mean'])}, max {fmt(lost['max'])} "
-        f"(n={lost['n']}): the polls found the final status",
+        f"(n={lost['n']}), polls found the outcome",
         f"terminal webhook arrived: mean {fmt(arrived['mean'])}, max {fmt(arrived['max'])} "
-        f"(n={arrived['n']}): checks made before it came",
+        f"(n={arrived['n']}), checks before it came",
     ]
     first = profile.policy.first_delay
     if first < PRODUCTION.first_delay:
         why = (
-            f"more than in production: the demo polls {duration(first)} after creation on "
+            f"why more than in production: the demo polls {duration(first)} after creation on "
             f"purpose, to converge fast; production waits {duration(PRODUCTION.first_delay)} "
-            "for the webhook, so it seldom polls a payment whose webhook arrives"
+            "for the webhook first, so there a payment whose webhook arrives is seldom polled"
         )
         lines += textwrap.wrap(why, WIDTH - len(INDENT))
     return _labelled("polls/payment", *lines)
