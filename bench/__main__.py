@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import economy, ingestion, polls, sweep_cost
-from reconciler.demo import cleanup_on_sigterm
+from reconciler.demo.stack import cleanup_on_sigterm
 
 BENCHES = {
     "economy": economy,

@@ -22,17 +22,10 @@ from bench.common import ratio, say
 from reconciler.adapters.gateways.base import CreateRequest, GatewayError
 from reconciler.adapters.gateways.simulator import SimulatorGateway
 from reconciler.config import GatewayConfig
-from reconciler.demo import (
-    Profile,
-    Stack,
-    collect,
-    create_payments,
-    parse_time,
-    run_stack,
-    score,
-    summary,
-    wait_settled,
-)
+from reconciler.demo.profile import Profile
+from reconciler.demo.scoring import collect, parse_time, score, summary
+from reconciler.demo.stack import Stack, run_stack
+from reconciler.demo.traffic import create_payments, wait_settled
 
 SEED = 20261128
 NAIVE_INTERVAL_S = 5.0

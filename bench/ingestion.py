@@ -27,7 +27,9 @@ import requests
 from standardwebhooks import Webhook
 
 from bench.common import ratio, say
-from reconciler.demo import Profile, _clean_env, _stop, free_port, percentile, run_stack
+from reconciler.demo.profile import Profile
+from reconciler.demo.scoring import percentile
+from reconciler.demo.stack import child_env, free_port, run_stack, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).with_name("webhooks.lua")
@@ -171,7 +173,7 @@ def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=_clean_env({}),
+        env=child_env(),
         start_new_session=True,
     )
     deadline = time.monotonic() + 20
@@ -181,7 +183,7 @@ def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
             return process
         except requests.RequestException:
             time.sleep(0.1)
-    _stop(process)
+    stop_process(process)
     raise RuntimeError("the bare gunicorn server did not start")
 
 
@@ -218,7 +220,7 @@ def run(quick: bool) -> dict[str, Any]:
         try:
             baseline = _load(f"http://127.0.0.1:{port}", path, duration)
         finally:
-            _stop(bare)
+            stop_process(bare)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {

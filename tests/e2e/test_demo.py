@@ -20,10 +20,12 @@ def test_demo_settles_every_payment_correctly_under_faults(tmp_path: Path) -> No
         *("--outage-at", "2", "--outage", "3", "--timeout", "40"),
         *("--json", "--plot", str(plot)),
     ]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=80, check=False)
-    assert run.returncode == 0, run.stdout + run.stderr
+    # Bytes, not text: text mode would turn a stray \r into a newline and hide it.
+    run = subprocess.run(argv, capture_output=True, timeout=80, check=False)
+    stdout, stderr = run.stdout.decode(), run.stderr.decode()
+    assert run.returncode == 0, stdout + stderr
 
-    text, _, raw = run.stdout.partition("\n{")
+    text, _, raw = stdout.partition("\n{")
     report = json.loads("{" + raw)
     assert report["payments"] == 40
     assert report["converged"] == 40
@@ -35,8 +37,10 @@ def test_demo_settles_every_payment_correctly_under_faults(tmp_path: Path) -> No
     assert report["outage"]["duration_s"] == 3.0
     assert "0 wrong" in text
     assert "verdict         OK" in text
-    # The progress bar went to stderr (text mode turns its \r into newlines).
-    assert f"[{'#' * 30}] 40/40 settled" in run.stderr
+    assert "policy          first poll after 2 s, then 1 s x2 up to 8 s, give up after 1 h" in text
+    # Not on a terminal, the progress went to stderr as plain lines, none redrawn with \r.
+    assert f"\n[{'#' * 30}] 40/40 settled" in stderr
+    assert "\r" not in stderr
     assert plot.stat().st_size > 10_000
 
 
