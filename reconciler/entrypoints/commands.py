@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from reconciler.bootstrap import bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints import logs
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 # Any fixed 64-bit number: all replicas take the same advisory lock while migrating.
 MIGRATION_LOCK_ID = 0x5EC0_4C11
 
@@ -32,13 +32,12 @@ def alembic_config(database_url: str) -> Config:
 
 
 def _script_location() -> Path:
-    override = os.environ.get("RECONCILER_MIGRATIONS_DIR")
-    if override:
-        return Path(override)
-    if MIGRATIONS.is_dir():
-        return MIGRATIONS
-    # Installed as a wheel (the container image): the image keeps migrations/ in its workdir.
-    return Path.cwd() / "migrations"
+    """Find the Alembic scripts through the package: the wheel ships them as a subpackage."""
+    try:
+        return Path(str(resources.files("reconciler.migrations")))
+    except ModuleNotFoundError:
+        # A checkout put on sys.path without installing: the scripts sit beside the package.
+        return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def upgrade(settings: Settings) -> None:
