@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,40 @@ def create_merchant(settings: Settings, name: str) -> int:
     finally:
         ctx.close()
     print(f"merchant {merchant.id} ({merchant.name}) created; its API key, shown once:")
+    print(api_key)
+    return 0
+
+
+def list_merchants(settings: Settings) -> int:
+    from reconciler.services.merchants import list_merchants as listed
+
+    upgrade(settings)
+    ctx = bootstrap(settings, gateways={})
+    try:
+        merchants = listed(ctx)
+    finally:
+        ctx.close()
+    for merchant in merchants:
+        print(f"{merchant.id}\t{merchant.name}\t{merchant.created_at.isoformat()}")
+    return 0
+
+
+def rotate_merchant_key(settings: Settings, name_or_id: str, grace: timedelta) -> int:
+    from reconciler.services.errors import ServiceError
+    from reconciler.services.merchants import rotate_key
+
+    upgrade(settings)
+    ctx = bootstrap(settings, gateways={})
+    try:
+        merchant, api_key = rotate_key(ctx, name_or_id, grace)
+    except ServiceError as exc:
+        print(f"rotate-key: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    until = merchant.previous_key_expires_at
+    old = f"works until {until.isoformat()}" if until else "no longer works"
+    print(f"merchant {merchant.id} ({merchant.name}): the old key {old}; the new key, shown once:")
     print(api_key)
     return 0
 
