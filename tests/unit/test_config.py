@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from reconciler.config import GATEWAYS, STRIPE_API_VERSION, ConfigError, Settings, declared
@@ -164,3 +166,9 @@ def test_stripe_calls_are_pinned_to_the_adapters_api_version_unless_set() -> Non
     assert Settings.from_env({}).gateway("stripe").api_version == STRIPE_API_VERSION
     pinned = Settings.from_env({"RECONCILER_STRIPE_API_VERSION": "2025-01-27.acacia"})
     assert pinned.gateway("stripe").api_version == "2025-01-27.acacia"
+
+
+def test_every_setting_is_named_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    assert [spec.env for spec in declared() if spec.env not in readme] == []
