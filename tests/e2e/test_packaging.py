@@ -105,7 +105,15 @@ def test_an_installed_wheel_migrates_creates_a_merchant_and_serves_a_payment(
             except requests.RequestException:
                 return False
 
+        def simulator_up() -> bool:
+            assert simulator.poll() is None, "the simulator exited"
+            try:
+                return requests.get(f"{env['RECONCILER_SIMULATOR_URL']}/_sim/identity", timeout=2).ok
+            except requests.RequestException:
+                return False
+
         wait_until(healthy, 60, "the installed service answering /healthz")
+        wait_until(simulator_up, 30, "the installed simulator answering")
         created = requests.post(
             f"{base}/v1/payments",
             json={
