@@ -108,7 +108,8 @@ def test_an_installed_wheel_migrates_creates_a_merchant_and_serves_a_payment(
         def simulator_up() -> bool:
             assert simulator.poll() is None, "the simulator exited"
             try:
-                return requests.get(f"{env['RECONCILER_SIMULATOR_URL']}/_sim/identity", timeout=2).ok
+                url = f"{env['RECONCILER_SIMULATOR_URL']}/_sim/identity"
+                return requests.get(url, timeout=2).ok
             except requests.RequestException:
                 return False
 
