@@ -53,19 +53,29 @@ _SECRET = spec("simulator_webhook_secret")
     show_default=False,
     help=f"port to bind; 0 picks a free one  [env var: {_PORT.env}; default: {_PORT.default}]",
 )
-@click.option("--seed", type=int, default=None, help="random seed, for reproducible runs")
-@click.option("--webhook-url", default=None, help="where to POST signed webhooks")
+@click.option(
+    "--seed", type=int, default=None, help="random seed, for reproducible runs  [default: random]"
+)
+@click.option(
+    "--webhook-url", default=None, help="where to POST signed webhooks  [default: none, none sent]"
+)
 @click.option(
     "--webhook-secret",
     default=None,
     show_default=False,
-    help=f"whsec_… signing secret  [env var: {_SECRET.env}; default: generated and printed]",
+    help=f"whsec_… signing secret  [env var: {_SECRET.env}; default: generated and printed "
+    "when --webhook-url is set]",
 )
-@click.option("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1")
+@click.option(
+    "--api-key",
+    default=None,
+    help="require `Authorization: Bearer KEY` on /v1  [default: none, no auth]",
+)
 @click.option(
     "--identity",
     default=None,
-    help=f"a token {IDENTITY_PATH} answers with, so a caller knows this simulator is its own",
+    help=f"a token {IDENTITY_PATH} answers with, so a caller knows the simulator is its own"
+    "  [default: none]",
 )
 @click.option("--settle-min", type=float, default=_D.settle_min_s, help="seconds to settle, min")
 @click.option("--settle-max", type=float, default=_D.settle_max_s, help="seconds to settle, max")
@@ -90,7 +100,7 @@ _SECRET = spec("simulator_webhook_secret")
     multiple=True,
     metavar="START:DURATION",
     callback=_outages,
-    help="every /v1 call answers 503 in this window (s after start); repeatable",
+    help="every /v1 call answers 503 in this window (s after start); repeatable  [default: none]",
 )
 @click.option("--webhook-loss", type=float, default=_D.p_webhook_loss, help="P(event never sent)")
 @click.option(

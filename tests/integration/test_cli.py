@@ -74,6 +74,25 @@ def test_every_command_has_its_own_help_text() -> None:
     assert ("merchant", "list") in helps
 
 
+def test_every_option_says_its_default() -> None:
+    silent = []
+    for path in every_command(cli):
+        command = cli
+        for name in path:
+            assert isinstance(command, click.Group)
+            command = command.commands[name]
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.is_flag or param.required:
+                continue
+            # show_default None inherits the group's `show_default: True`.
+            shown = param.show_default is not False and param.default not in (None, ())
+            shown = shown and not param.multiple
+            if not shown and "default:" not in (param.help or ""):
+                silent.append((*path, param.name))
+
+    assert silent == []
+
+
 def test_sweep_alone_runs_one_sweep(tmp_path: Path) -> None:
     assert reconciler("db", "upgrade", tmp=tmp_path).returncode == 0
     for args in (["sweep"], ["sweep", "--once"]):
