@@ -1,18 +1,34 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# `make run` installs the runtime only; `make test`/`lint` add the dev tools to the same
+# venv. Two stamps, so that neither reinstalls what the other already did.
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench demo format clean
+.PHONY: run check-ports rotate-dev-key test lint bench demo format clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(RUNTIME) $(STAMP)
+
+# Before anything is installed or created: both ports free, or one line saying what to set.
+check-ports:
+	@PYTHONPATH=. $(PYTHON) -m reconciler.entrypoints.devrun --check-ports
+
+run: check-ports $(RUNTIME)
 	$(BIN)/python -m reconciler.entrypoints.devrun
+
+rotate-dev-key: $(RUNTIME)
+	$(BIN)/python -m reconciler.entrypoints.devrun --rotate-key
 
 test: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -33,4 +49,4 @@ demo: $(STAMP)
 	$(BIN)/reconciler demo
 
 clean:
-	rm -rf $(VENV) reconciler.db reconciler.db-wal reconciler.db-shm
+	rm -rf $(VENV) reconciler.db reconciler.db-wal reconciler.db-shm .reconciler-dev.json

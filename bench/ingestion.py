@@ -27,16 +27,17 @@ import requests
 from standardwebhooks import Webhook
 
 from bench.common import ratio, say
+from reconciler.config import Settings
 from reconciler.demo.profile import Profile
 from reconciler.demo.scoring import percentile
-from reconciler.demo.stack import child_env, free_port, run_stack, stop_process
+from reconciler.demo.stack import free_port, run_stack, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).with_name("webhooks.lua")
 TRACKED = 200
 CONNECTIONS = 16
 THREADS = 2
-GUNICORN_THREADS = 8  # RECONCILER_THREADS' default
+GUNICORN_THREADS = Settings().threads
 
 
 def _requests_file(path: Path, secret: str, count: int) -> None:
@@ -173,7 +174,7 @@ def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=child_env(),
+        env=Settings().child_env(),
         start_new_session=True,
     )
     deadline = time.monotonic() + 20
@@ -193,8 +194,7 @@ def run(quick: bool) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
         profile = Profile(payments=0, webhooks=False, first_delay_s=3600, outage_s=0)
-        env = {"RECONCILER_THREADS": str(GUNICORN_THREADS)}
-        with run_stack(profile, service_env=env) as stack:
+        with run_stack(profile) as stack:
             for i in range(TRACKED):
                 response = stack.http.post(
                     f"{stack.service_url}/v1/payments",

@@ -31,13 +31,11 @@ REPEAT = 3
 
 
 def _settings(db_url: str, sim_url: str, concurrency: int) -> Settings:
-    return Settings.from_env(
-        {
-            "RECONCILER_DATABASE_URL": db_url,
-            "RECONCILER_SIMULATOR_URL": sim_url,
-            "RECONCILER_SWEEP_CONCURRENCY": str(concurrency),
-            "RECONCILER_SWEEP_BATCH_SIZE": str(BATCH),
-        }
+    return Settings(
+        database_url=db_url,
+        simulator_url=sim_url,
+        sweep_concurrency=concurrency,
+        sweep_batch_size=BATCH,
     )
 
 

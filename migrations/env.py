@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import Connection
 
 from reconciler.adapters.db import make_engine
 from reconciler.adapters.models import Base
+from reconciler.config import Settings
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return (
-        config.get_main_option("sqlalchemy.url")
-        or os.environ.get("RECONCILER_DATABASE_URL")
-        or "sqlite:///reconciler.db"
-    )
+    return config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
 
 
 def _run(connection: Connection) -> None:

@@ -1,18 +1,36 @@
-"""Settings: every `RECONCILER_*` environment variable, read once into one object."""
+"""Settings: every `RECONCILER_*` variable declared once, read into one frozen object.
+
+Each setting is one dataclass field: its default, its variable and its help are written
+there and nowhere else; `from_env` reads them, `child_env` writes them back for a child
+process, and the CLI's help quotes them. A small declarative reader rather than
+pydantic-settings: the per-gateway poll overrides are a family of variables
+(`RECONCILER_<GATEWAY>_POLL_*`) and several variables are not named after their field
+(`RECONCILER_GATEWAY_READ_TIMEOUT_S`), both of which need custom sources there, while
+here they are one table and a loop, with no dependency for the runtime to carry.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
+PREFIX = "RECONCILER_"
 GATEWAYS = ("simulator", "stripe", "razorpay")
+# The Stripe API version the adapter's field mapping was written against.
+STRIPE_API_VERSION = "2024-06-20"
 
-_POLICY_FIELDS = {
+# PollPolicy attribute -> variable suffix; `RECONCILER_POLL_*` for all gateways,
+# `RECONCILER_<GATEWAY>_POLL_*` for one.
+POLICY_VARIABLES = {
     "first_delay": "POLL_FIRST_DELAY_S",
     "base_delay": "POLL_BASE_DELAY_S",
     "factor": "POLL_FACTOR",
@@ -25,6 +43,11 @@ class ConfigError(ValueError):
     """A configuration value that cannot be used."""
 
 
+def setting(default: Any, help: str, *, env: str | None = None) -> Any:
+    """Declare a setting: its default, its help line and (when not the field name) its variable."""
+    return field(default=default, metadata={"help": help, "env": env})
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     """One gateway's address and credentials; `enabled` is False when credentials are unset."""
@@ -34,6 +57,7 @@ class GatewayConfig:
     api_key: str | None = None  # stripe secret key, or razorpay key id
     api_secret: str | None = None  # razorpay key secret
     webhook_secrets: tuple[str, ...] = ()
+    api_version: str | None = None  # stripe: the Stripe-Version header
 
     @property
     def enabled(self) -> bool:
@@ -44,159 +68,7 @@ class GatewayConfig:
         return bool(self.api_key and self.api_secret)
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str = "sqlite:///reconciler.db"
-    admin_token: str | None = None
-    sweep_interval_s: float = 1.0
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    sweep_enabled: bool = True
-    sweep_batch_size: int = 200
-    sweep_concurrency: int = 16
-    lease_s: float = 60.0
-    db_pool_size: int = 10
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
-    create_timeout_s: float = 5.0
-    breaker_threshold: int = 5
-    breaker_cooldown_s: float = 30.0
-    breaker_max_cooldown_s: float = 600.0
-    max_body_bytes: int = 64 * 1024
-    webhook_tolerance_s: float = 300.0
-    ready_max_sweep_age_s: float = 60.0
-    log_level: str = "INFO"
-    gateways: Mapping[str, GatewayConfig] = field(default_factory=dict)
-    policies: Mapping[str, PollPolicy] = field(default_factory=dict)
-    notify: NotifySettings = field(default_factory=lambda: NotifySettings())
-
-    def policy(self, gateway: str) -> PollPolicy:
-        return self.policies.get(gateway) or PollPolicy()
-
-    def gateway(self, name: str) -> GatewayConfig:
-        return self.gateways.get(name) or GatewayConfig(name)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build settings from `RECONCILER_*` variables (the process environment by default)."""
-        env = os.environ if environ is None else environ
-
-        def get(name: str) -> str | None:
-            value = env.get(f"RECONCILER_{name}")
-            return value if value not in (None, "") else None
-
-        def number(name: str, default: float) -> float:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            # float() also accepts "nan" and "inf", from which no delay or schedule can be built.
-            if not math.isfinite(value):
-                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}")
-            return value
-
-        def integer(name: str, default: int) -> int:
-            raw = get(name)
-            if raw is None:
-                return default
-            try:
-                return int(raw)
-            except ValueError:
-                raise ConfigError(f"RECONCILER_{name} must be an integer, got {raw!r}") from None
-
-        def secrets(name: str) -> tuple[str, ...]:
-            # Several comma-separated secrets are accepted while a key is being rotated.
-            raw = get(name) or ""
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-
-        defaults = PollPolicy()
-        base_policy = {
-            attr: number(var, getattr(defaults, attr)) for attr, var in _POLICY_FIELDS.items()
-        }
-        policies: dict[str, PollPolicy] = {}
-        for gw in GATEWAYS:
-            values = {
-                attr: number(f"{gw.upper()}_{var}", base_policy[attr])
-                for attr, var in _POLICY_FIELDS.items()
-            }
-            try:
-                policies[gw] = PollPolicy(**values)
-            except ValueError as exc:
-                raise ConfigError(f"poll policy for {gw}: {exc}") from None
-
-        gateways = {
-            "simulator": GatewayConfig(
-                "simulator",
-                api_base=get("SIMULATOR_URL"),
-                api_key=get("SIMULATOR_API_KEY"),
-                webhook_secrets=secrets("SIMULATOR_WEBHOOK_SECRET"),
-            ),
-            "stripe": GatewayConfig(
-                "stripe",
-                api_base=get("STRIPE_API_BASE") or "https://api.stripe.com",
-                api_key=get("STRIPE_API_KEY"),
-                webhook_secrets=secrets("STRIPE_WEBHOOK_SECRET"),
-            ),
-            "razorpay": GatewayConfig(
-                "razorpay",
-                api_base=get("RAZORPAY_API_BASE") or "https://api.razorpay.com",
-                api_key=get("RAZORPAY_KEY_ID"),
-                api_secret=get("RAZORPAY_KEY_SECRET"),
-                webhook_secrets=secrets("RAZORPAY_WEBHOOK_SECRET"),
-            ),
-        }
-        sweep_interval = number("SWEEP_INTERVAL_S", 1.0)
-        if sweep_interval <= 0:
-            raise ConfigError("RECONCILER_SWEEP_INTERVAL_S must be positive")
-        settings = cls(
-            database_url=get("DATABASE_URL") or "sqlite:///reconciler.db",
-            admin_token=get("ADMIN_TOKEN"),
-            sweep_interval_s=sweep_interval,
-            host=get("HOST") or "127.0.0.1",
-            port=integer("PORT", 8000),
-            workers=integer("WORKERS", 1),
-            sweep_enabled=(get("SWEEP_ENABLED") or "1").lower() not in ("0", "false", "no"),
-            sweep_batch_size=integer("SWEEP_BATCH_SIZE", 200),
-            sweep_concurrency=integer("SWEEP_CONCURRENCY", 16),
-            lease_s=number("LEASE_S", 60.0),
-            db_pool_size=integer("DB_POOL_SIZE", 10),
-            connect_timeout_s=number("GATEWAY_CONNECT_TIMEOUT_S", 3.05),
-            read_timeout_s=number("GATEWAY_READ_TIMEOUT_S", 10.0),
-            create_timeout_s=number("GATEWAY_CREATE_TIMEOUT_S", 5.0),
-            breaker_threshold=integer("BREAKER_THRESHOLD", 5),
-            breaker_cooldown_s=number("BREAKER_COOLDOWN_S", 30.0),
-            breaker_max_cooldown_s=number("BREAKER_MAX_COOLDOWN_S", 600.0),
-            max_body_bytes=integer("MAX_BODY_BYTES", 64 * 1024),
-            webhook_tolerance_s=number("WEBHOOK_TOLERANCE_S", 300.0),
-            ready_max_sweep_age_s=number("READY_MAX_SWEEP_AGE_S", 60.0),
-            log_level=(get("LOG_LEVEL") or "INFO").upper(),
-            gateways=gateways,
-            policies=policies,
-            notify=NotifySettings.from_env(env),
-        )
-        longest_call = settings.connect_timeout_s + max(
-            settings.read_timeout_s, settings.create_timeout_s
-        )
-        if settings.lease_s <= longest_call:
-            raise ConfigError(
-                f"RECONCILER_LEASE_S ({settings.lease_s:g}) must exceed the longest gateway call "
-                f"(connect + read timeout = {longest_call:g} s), or a lease could expire mid-call"
-            )
-        return settings
-
-
-# --- Outbound notifications (merchant webhooks): the RECONCILER_NOTIFY_* variables ---------
-
-_DELIVERY_FIELDS = {
-    "base_delay": "NOTIFY_BASE_DELAY_S",
-    "factor": "NOTIFY_FACTOR",
-    "max_delay": "NOTIFY_MAX_DELAY_S",
-    "give_up_after": "NOTIFY_GIVE_UP_AFTER_S",
-}
+Secrets = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -210,49 +82,285 @@ class NotifySettings:
     max_in_flight_per_endpoint: int = 4  # so one slow endpoint cannot take every slot
     disable_after_s: float = 5 * 24 * 3600.0  # an endpoint failing this long is disabled
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> NotifySettings:
-        """Read the `RECONCILER_NOTIFY_*` variables; unset or empty ones keep their default."""
 
-        def number(name: str, default: float) -> float:
-            raw = env.get(f"RECONCILER_{name}") or None
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}")
-            return value
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = setting("sqlite:///reconciler.db", "SQLAlchemy database URL")
+    admin_token: str | None = setting(None, "bearer token for /admin (unset: admin off)")
+    sweep_interval_s: float = setting(1.0, "seconds between sweeps (fractions allowed)")
+    host: str = setting("127.0.0.1", "address `serve` binds")
+    port: int = setting(8000, "port `serve` binds")
+    workers: int = setting(1, "gunicorn worker processes")
+    threads: int = setting(8, "request threads per worker")
+    sweep_enabled: bool = setting(True, "run the sweep inside `serve`")
+    sweep_batch_size: int = setting(200, "payments claimed per sweep")
+    sweep_concurrency: int = setting(16, "gateway calls in flight per sweep")
+    lease_s: float = setting(60.0, "seconds a claimed payment stays claimed")
+    db_pool_size: int = setting(10, "database connections per process")
+    connect_timeout_s: float = setting(
+        3.05, "gateway connect timeout", env="GATEWAY_CONNECT_TIMEOUT_S"
+    )
+    read_timeout_s: float = setting(10.0, "gateway read timeout", env="GATEWAY_READ_TIMEOUT_S")
+    create_timeout_s: float = setting(
+        5.0, "gateway read timeout when creating", env="GATEWAY_CREATE_TIMEOUT_S"
+    )
+    breaker_threshold: int = setting(5, "failures in a row that open a gateway's breaker")
+    breaker_cooldown_s: float = setting(30.0, "first breaker cool-down")
+    breaker_max_cooldown_s: float = setting(600.0, "longest breaker cool-down")
+    max_body_bytes: int = setting(64 * 1024, "largest request body accepted")
+    webhook_tolerance_s: float = setting(300.0, "accepted webhook timestamp skew")
+    ready_max_sweep_age_s: float = setting(60.0, "/readyz fails when the last sweep is older")
+    log_level: str = setting("INFO", "log level")
+    simulator_url: str | None = setting(None, "the simulator's address (set: gateway on)")
+    simulator_api_key: str | None = setting(None, "bearer key the simulator requires")
+    simulator_webhook_secret: Secrets = setting(
+        (), "whsec_ secret(s) of simulator webhooks, comma-separated"
+    )
+    simulator_port: int = setting(8100, "port of the simulator `make run` starts")
+    stripe_api_base: str = setting("https://api.stripe.com", "Stripe API address")
+    stripe_api_key: str | None = setting(None, "Stripe secret key (set: gateway on)")
+    stripe_webhook_secret: Secrets = setting((), "Stripe whsec_ secret(s), comma-separated")
+    stripe_api_version: str = setting(STRIPE_API_VERSION, "Stripe-Version sent with every call")
+    razorpay_api_base: str = setting("https://api.razorpay.com", "Razorpay API address")
+    razorpay_key_id: str | None = setting(None, "Razorpay key id")
+    razorpay_key_secret: str | None = setting(None, "Razorpay key secret")
+    razorpay_webhook_secret: Secrets = setting((), "Razorpay webhook secret(s), comma-separated")
+    # The polling schedule: `RECONCILER_POLL_*` for every gateway, and per-gateway
+    # overrides `RECONCILER_<GATEWAY>_POLL_*` (only the gateways that differ are kept).
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    policies: Mapping[str, PollPolicy] = field(default_factory=dict)
+    # Outbound notifications (merchant webhooks).
+    notify_base_delay_s: float = setting(5.0, "first retry delay of a failed delivery")
+    notify_factor: float = setting(2.0, "growth of the delay between delivery attempts")
+    notify_max_delay_s: float = setting(36000.0, "longest delay between delivery attempts")
+    notify_give_up_after_s: float = setting(259200.0, "a delivery fails after this long")
+    notify_timeout_s: float = setting(15.0, "seconds a merchant endpoint has to answer")
+    notify_allow_private: bool = setting(
+        False, "allow loopback/private endpoint addresses (development and tests only)"
+    )
+    notify_concurrency: int = setting(16, "delivery attempts in flight per process")
+    notify_max_in_flight_per_endpoint: int = setting(4, "delivery attempts in flight per endpoint")
+    notify_disable_after_s: float = setting(432000.0, "an endpoint failing this long is disabled")
 
-        defaults = DeliveryPolicy()
-        values = {
-            attr: number(var, getattr(defaults, attr)) for attr, var in _DELIVERY_FIELDS.items()
-        }
+    def __post_init__(self) -> None:
         try:
-            policy = DeliveryPolicy(**values)
+            self.notify  # noqa: B018 - builds (and so checks) the delivery policy
         except ValueError as exc:
-            raise ConfigError(f"delivery policy: {exc}") from None
-        timeout = number("NOTIFY_TIMEOUT_S", 15.0)
-        if timeout <= 0:
+            raise ConfigError(f"RECONCILER_NOTIFY_*: {exc}") from None
+        if self.notify_timeout_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_TIMEOUT_S must be positive")
-        allow = (env.get("RECONCILER_NOTIFY_ALLOW_PRIVATE") or "0").lower()
-        if allow not in ("0", "1", "true", "false", "yes", "no"):
-            raise ConfigError(f"RECONCILER_NOTIFY_ALLOW_PRIVATE must be 0 or 1, got {allow!r}")
-        concurrency = int(number("NOTIFY_CONCURRENCY", 16))
-        per_endpoint = int(number("NOTIFY_MAX_IN_FLIGHT_PER_ENDPOINT", 4))
-        disable_after = number("NOTIFY_DISABLE_AFTER_S", 5 * 24 * 3600.0)
-        if concurrency < 1 or per_endpoint < 1 or disable_after <= 0:
+        if min(self.notify_concurrency, self.notify_max_in_flight_per_endpoint) < 1:
             raise ConfigError(
-                "RECONCILER_NOTIFY_CONCURRENCY, _MAX_IN_FLIGHT_PER_ENDPOINT and "
-                "_DISABLE_AFTER_S must be positive"
+                "RECONCILER_NOTIFY_CONCURRENCY and _MAX_IN_FLIGHT_PER_ENDPOINT must be at least 1"
             )
-        return cls(
-            policy=policy,
-            timeout_s=timeout,
-            allow_private=allow in ("1", "true", "yes"),
-            concurrency=concurrency,
-            max_in_flight_per_endpoint=per_endpoint,
-            disable_after_s=disable_after,
+        if self.notify_disable_after_s <= 0:
+            raise ConfigError("RECONCILER_NOTIFY_DISABLE_AFTER_S must be positive")
+        if not self.sweep_interval_s > 0:
+            raise ConfigError("RECONCILER_SWEEP_INTERVAL_S must be positive")
+        longest_call = self.connect_timeout_s + max(self.read_timeout_s, self.create_timeout_s)
+        if self.lease_s <= longest_call:
+            raise ConfigError(
+                f"RECONCILER_LEASE_S ({self.lease_s:g}) must exceed the longest gateway call "
+                f"(connect + read timeout = {longest_call:g} s), or a lease could expire mid-call"
+            )
+
+    @property
+    def notify(self) -> NotifySettings:
+        """Return how deliveries to merchants' endpoints are retried and limited."""
+        return NotifySettings(
+            policy=DeliveryPolicy(
+                base_delay=self.notify_base_delay_s,
+                factor=self.notify_factor,
+                max_delay=self.notify_max_delay_s,
+                give_up_after=self.notify_give_up_after_s,
+            ),
+            timeout_s=self.notify_timeout_s,
+            allow_private=self.notify_allow_private,
+            concurrency=self.notify_concurrency,
+            max_in_flight_per_endpoint=self.notify_max_in_flight_per_endpoint,
+            disable_after_s=self.notify_disable_after_s,
         )
+
+    def policy(self, gateway: str) -> PollPolicy:
+        """Return the polling schedule for one gateway (its override, else the common one)."""
+        return self.policies.get(gateway) or self.poll
+
+    def gateway(self, name: str) -> GatewayConfig:
+        """Return one gateway's address and credentials."""
+        if name == "simulator":
+            return GatewayConfig(
+                name,
+                api_base=self.simulator_url,
+                api_key=self.simulator_api_key,
+                webhook_secrets=self.simulator_webhook_secret,
+            )
+        if name == "stripe":
+            return GatewayConfig(
+                name,
+                api_base=self.stripe_api_base,
+                api_key=self.stripe_api_key,
+                webhook_secrets=self.stripe_webhook_secret,
+                api_version=self.stripe_api_version,
+            )
+        if name == "razorpay":
+            return GatewayConfig(
+                name,
+                api_base=self.razorpay_api_base,
+                api_key=self.razorpay_key_id,
+                api_secret=self.razorpay_key_secret,
+                webhook_secrets=self.razorpay_webhook_secret,
+            )
+        return GatewayConfig(name)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some settings changed (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `RECONCILER_*` variables (the process environment by default)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in declared():
+            raw = env.get(spec.env)
+            if raw not in (None, ""):
+                values[spec.name] = spec.parse(raw)
+        values["poll"] = _policy(env, "", PollPolicy())
+        values["policies"] = {
+            gw: policy
+            for gw in GATEWAYS
+            if (policy := _policy(env, f"{gw.upper()}_", values["poll"])) != values["poll"]
+        }
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].upper()
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """Return the `RECONCILER_*` variables from which `from_env` rebuilds these settings.
+
+        Only the settings that differ from their defaults are written.
+        """
+        env = {
+            spec.env: spec.format(value)
+            for spec in declared()
+            if (value := getattr(self, spec.name)) != spec.default
+        }
+        if self.poll != PollPolicy():
+            env.update(_policy_env("", self.poll))
+        for gw, policy in self.policies.items():
+            if policy != self.poll:
+                env.update(_policy_env(f"{gw.upper()}_", policy))
+        return env
+
+    def child_env(self, base: Mapping[str, str] | None = None, **changes: Any) -> dict[str, str]:
+        """Return the environment for a child process that should run with these settings.
+
+        `base` (the process environment by default) is kept except its `RECONCILER_*`
+        variables, so nothing of the caller's own configuration leaks into the child;
+        `changes` are settings by field name, e.g. `poll=PollPolicy(...)`, `port=8001`.
+        """
+        inherited = os.environ if base is None else base
+        env = {k: v for k, v in inherited.items() if not k.startswith(PREFIX)}
+        env.update(self.replace(**changes).to_env())
+        return env
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one declared setting is read from and written to its variable."""
+
+    name: str
+    env: str
+    kind: type
+    optional: bool
+    default: Any
+    help: str
+
+    def parse(self, raw: str) -> Any:
+        if self.kind is bool:
+            word = raw.strip().lower()
+            if word not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+                raise ConfigError(f"{self.env} must be 0 or 1, got {raw!r}")
+            return word in ("1", "true", "yes", "on")
+        if self.kind is int:
+            try:
+                return int(raw)
+            except ValueError:
+                raise ConfigError(f"{self.env} must be an integer, got {raw!r}") from None
+        if self.kind is float:
+            return _number(self.env, raw)
+        if self.kind is tuple:
+            # Several comma-separated secrets are accepted while a key is being rotated.
+            return tuple(s.strip() for s in raw.split(",") if s.strip())
+        return raw
+
+    def format(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if self.kind is bool:
+            return "1" if value else "0"
+        if self.kind is tuple:
+            return ",".join(value)
+        return str(value)
+
+
+def declared() -> tuple[Spec, ...]:
+    """List every setting read from a single variable, in declaration order."""
+    return _SPECS
+
+
+def spec(name: str) -> Spec:
+    """Return the declaration of one setting by field name."""
+    for item in _SPECS:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+def _specs() -> tuple[Spec, ...]:
+    hints = typing.get_type_hints(Settings)
+    specs = []
+    for f in dataclasses.fields(Settings):
+        if "help" not in f.metadata:
+            continue
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        kind = next(a for a in args if a is not type(None)) if optional else hint
+        kind = typing.get_origin(kind) or kind
+        env = PREFIX + (f.metadata["env"] or f.name.upper())
+        specs.append(Spec(f.name, env, kind, optional, f.default, f.metadata["help"]))
+    return tuple(specs)
+
+
+def _number(env: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    # float() also accepts "nan" and "inf", from which no delay or schedule can be built.
+    if not math.isfinite(value):
+        raise ConfigError(f"{env} must be a number, got {raw!r}")
+    return value
+
+
+def _policy(env: Mapping[str, str], prefix: str, fallback: PollPolicy) -> PollPolicy:
+    values = {}
+    for attr, suffix in POLICY_VARIABLES.items():
+        name = f"{PREFIX}{prefix}{suffix}"
+        raw = env.get(name)
+        values[attr] = getattr(fallback, attr) if raw in (None, "") else _number(name, raw)
+    try:
+        return PollPolicy(**values)
+    except ValueError as exc:
+        raise ConfigError(f"poll policy {PREFIX}{prefix}POLL_*: {exc}") from None
+
+
+def _policy_env(prefix: str, policy: PollPolicy) -> dict[str, str]:
+    return {
+        f"{PREFIX}{prefix}{suffix}": repr(float(getattr(policy, attr)))
+        for attr, suffix in POLICY_VARIABLES.items()
+    }
+
+
+_SPECS = _specs()

@@ -65,6 +65,9 @@ class Merchant(Base):
     name: Mapped[str] = mapped_column(String(200))
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime]
+    # The key replaced by the last rotation, accepted until `previous_key_expires_at`.
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    previous_key_expires_at: Mapped[datetime | None]
 
 
 class Payment(Base):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, delete, func, or_, select, tuple_, update
+from sqlalchemy import Row, Select, Table, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -136,8 +136,30 @@ def release_lease(session: Session, queue: Queue, row_id: str, owner: str) -> bo
     return bool(getattr(result, "rowcount", 0))
 
 
-def merchant_by_key_hash(session: Session, key_hash: str) -> Merchant | None:
-    return session.scalars(select(Merchant).where(Merchant.api_key_hash == key_hash)).first()
+def merchant_by_key_hash(
+    session: Session, key_hash: str, now: datetime | None = None
+) -> Merchant | None:
+    """Find the merchant whose key, or (before `now` passes its expiry) previous key, this is."""
+    match = Merchant.api_key_hash == key_hash
+    if now is not None:
+        previous = and_(
+            Merchant.previous_key_hash == key_hash, Merchant.previous_key_expires_at > now
+        )
+        match = or_(match, previous)
+    return session.scalars(select(Merchant).where(match)).first()
+
+
+def merchants_named(session: Session, name_or_id: str) -> list[Merchant]:
+    """Find merchants by id, or else by name."""
+    by_id = session.get(Merchant, name_or_id)
+    if by_id is not None:
+        return [by_id]
+    return list(session.scalars(select(Merchant).where(Merchant.name == name_or_id)))
+
+
+def all_merchants(session: Session) -> list[Merchant]:
+    """List every merchant, oldest first."""
+    return list(session.scalars(select(Merchant).order_by(Merchant.created_at, Merchant.id)))
 
 
 def payment_for_update(session: Session, payment_id: str) -> Payment | None:

@@ -25,6 +25,8 @@ def create_app(
     app.extensions["reconciler"] = ctx
     metrics = Metrics(ctx)
     metrics.sweeper = sweeper
+    metrics.instrument(ctx.gateways)
+    metrics.install(app)
     app.extensions["reconciler.metrics"] = metrics
     problems.install(app)
     app.register_blueprint(api.bp)

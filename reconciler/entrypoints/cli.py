@@ -1,82 +1,204 @@
-"""The `reconciler` command line."""
+"""The `reconciler` command line (click): parse, load settings, call one command."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
 
-from reconciler.config import ConfigError, Settings
+import click
+
+from reconciler import __version__
+from reconciler.config import ConfigError, Settings, spec
+from reconciler.services.merchants import ROTATION_GRACE
 from reconciler.services.retention import MIN_RETENTION_DAYS
+from reconciler.simulator.cli import simulator
+
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+def settings() -> Settings:
+    """Read the settings from the environment; a bad value ends the command with exit 2."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+def setting_option(flag: str, name: str, value_type: Any) -> Callable[[F], F]:
+    """An option overriding one setting; its help quotes the setting's variable and default."""
+    declared = spec(name)
+    return click.option(
+        flag,
+        name,
+        type=value_type,
+        default=None,
+        show_default=False,
+        help=f"{declared.help}  [env var: {declared.env}; default: {declared.default}]",
+    )
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", "-V", prog_name="reconciler")
+def cli() -> None:
+    """Payment status reconciliation: webhooks first, backoff polling for the rest.
+
+    Every setting is a RECONCILER_* environment variable (see README, Configuration).
+    """
+
+
+@cli.command()
+@setting_option("--host", "host", str)
+@setting_option("--port", "port", click.IntRange(0, 65535))
+def serve(host: str | None, port: int | None) -> None:
+    """Migrate the database if needed, then serve the API with the sweep in-process."""
+    from reconciler.entrypoints import commands
+
+    sys.exit(commands.serve(settings(), host=host, port=port))
+
+
+@cli.group()
+def db() -> None:
+    """Database migrations and retention."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Run the Alembic migrations to head."""
+    from reconciler.entrypoints import commands
+
+    commands.upgrade(settings())
+    click.echo("database at head")
+
+
+@db.command()
+@click.option(
+    "--older-than-days",
+    type=int,
+    required=True,
+    help=f"retention in days (at least {MIN_RETENTION_DAYS}: gateways redeliver for days)",
+)
+def prune(older_than_days: int) -> None:
+    """Delete processed webhook bodies older than a retention period."""
+    from reconciler.entrypoints import commands
+
+    sys.exit(commands.prune(settings(), older_than_days))
+
+
+@cli.group()
+def merchant() -> None:
+    """Create, list merchants and rotate their API keys."""
+
+
+@merchant.command("create")
+@click.argument("name")
+def merchant_create(name: str) -> None:
+    """Create a merchant NAME; its API key is the last line printed (shown once)."""
+    from reconciler.entrypoints import commands
+
+    sys.exit(commands.create_merchant(settings(), name))
+
+
+@merchant.command("list")
+def merchant_list() -> None:
+    """List merchants (id, name, created at), oldest first."""
+    from reconciler.entrypoints import commands
+
+    sys.exit(commands.list_merchants(settings()))
+
+
+@merchant.command("rotate-key")
+@click.argument("name")
+@click.option(
+    "--grace-hours",
+    type=click.FloatRange(min=0),
+    default=ROTATION_GRACE.total_seconds() / 3600,
+    help="hours the old key keeps working; 0 revokes it at once (a leaked key)",
+)
+def merchant_rotate_key(name: str, grace_hours: float) -> None:
+    """Give merchant NAME (or id) a new API key, printed last; the old one works for a while."""
+    from reconciler.entrypoints import commands
+
+    grace = timedelta(hours=grace_hours)
+    sys.exit(commands.rotate_merchant_key(settings(), name, grace))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="accepted for compatibility: a sweep always runs once")
+def sweep(once: bool) -> None:
+    """Run one sweep, print its report as JSON, then exit (cron-style deployments)."""
+    from reconciler.entrypoints import commands
+
+    sys.exit(commands.sweep_once(settings()))
+
+
+cli.add_command(simulator)
+
+
+@cli.command()
+@click.option(
+    "--secret", required=True, help="The endpoint's whsec_… secret, to verify deliveries."
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", type=int, default=8200, show_default=True, help="Port to bind; 0 picks a free one."
+)
+@click.option(
+    "--fail-rate",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Share of deliveries to answer with --status, on purpose (0-1), to watch retries.",
+)
+@click.option(
+    "--status", type=int, default=503, show_default=True, help="Status of a failed answer."
+)
+@click.option("--retry-after", type=int, default=None, help="Retry-After seconds sent with it.")
+@click.option(
+    "--delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to wait before answering (past the timeout: a slow endpoint).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed for --fail-rate.")
+def listen(**options: Any) -> None:
+    """Receive deliveries locally: verify each signature, print it, answer 200."""
+    from reconciler.entrypoints import listen as listener
+
+    try:
+        parsed = listener.ListenOptions(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    sys.exit(listener.listen(parsed))
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def demo(args: tuple[str, ...]) -> None:
+    """Simulator + service + traffic on this machine, scored (`reconciler demo --help`)."""
+    from reconciler import demo as demo_module
+
+    parser = argparse.ArgumentParser(prog="reconciler demo", description=demo_module.__doc__)
+    demo_module.add_arguments(parser)
+    sys.exit(demo_module.run(parser.parse_args(args)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reconciler", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    serve = commands.add_parser("serve", help="migrate, then serve the API with the sweep")
-    serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
-
-    db = commands.add_parser("db", help="database migrations and retention")
-    db_actions = db.add_subparsers(dest="action", required=True)
-    db_actions.add_parser("upgrade", help="Alembic migrations to head")
-    prune = db_actions.add_parser(
-        "prune", help="delete processed webhook bodies older than a retention period"
-    )
-    prune.add_argument(
-        "--older-than-days",
-        type=int,
-        required=True,
-        help=f"retention in days (at least {MIN_RETENTION_DAYS}: gateways redeliver for days)",
-    )
-
-    merchant = commands.add_parser("merchant", help="manage merchants")
-    merchant.add_argument("action", choices=["create"])
-    merchant.add_argument("name")
-
-    sweep = commands.add_parser("sweep", help="run the sweep")
-    sweep.add_argument("--once", action="store_true", required=True, help="one sweep, then exit")
-
-    from reconciler.simulator import cli as simulator_cli
-
-    simulator = commands.add_parser("simulator", help="run the flaky gateway simulator")
-    simulator_cli.add_arguments(simulator)
-
-    from reconciler import demo
-
-    demo_parser = commands.add_parser("demo", help="simulator + service + traffic, scored")
-    demo.add_arguments(demo_parser)
-
-    from reconciler.entrypoints import listen
-
-    listen.add_arguments(commands.add_parser("listen", help="verify and print deliveries locally"))
-
-    args = parser.parse_args(argv)
+    """Run the command line; return its exit code."""
     try:
-        if args.command == "simulator":
-            return simulator_cli.run(args)
-        if args.command == "demo":
-            return demo.run(args)
-        if args.command == "listen":
-            return listen.run(args)
-        settings = Settings.from_env()
-        from reconciler.entrypoints import commands as run
-
-        if args.command == "serve":
-            return run.serve(settings, host=args.host, port=args.port)
-        if args.command == "db" and args.action == "prune":
-            return run.prune(settings, args.older_than_days)
-        if args.command == "db":
-            run.upgrade(settings)
-            print("database at head")
-            return 0
-        if args.command == "merchant":
-            return run.create_merchant(settings, args.name)
-        return run.sweep_once(settings)
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        cli.main(args=list(argv) if argv is not None else None, prog_name="reconciler")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
 
 
 if __name__ == "__main__":

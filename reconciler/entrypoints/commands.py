@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,6 @@ from reconciler.bootstrap import bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints import logs
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 # Any fixed 64-bit number: all replicas take the same advisory lock while migrating.
 MIGRATION_LOCK_ID = 0x5EC0_4C11
 
@@ -32,13 +33,12 @@ def alembic_config(database_url: str) -> Config:
 
 
 def _script_location() -> Path:
-    override = os.environ.get("RECONCILER_MIGRATIONS_DIR")
-    if override:
-        return Path(override)
-    if MIGRATIONS.is_dir():
-        return MIGRATIONS
-    # Installed as a wheel (the container image): the image keeps migrations/ in its workdir.
-    return Path.cwd() / "migrations"
+    """Find the Alembic scripts through the package: the wheel ships them as a subpackage."""
+    try:
+        return Path(str(resources.files("reconciler.migrations")))
+    except ModuleNotFoundError:
+        # A checkout put on sys.path without installing: the scripts sit beside the package.
+        return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def upgrade(settings: Settings) -> None:
@@ -74,6 +74,40 @@ def create_merchant(settings: Settings, name: str) -> int:
     finally:
         ctx.close()
     print(f"merchant {merchant.id} ({merchant.name}) created; its API key, shown once:")
+    print(api_key)
+    return 0
+
+
+def list_merchants(settings: Settings) -> int:
+    from reconciler.services.merchants import list_merchants as listed
+
+    upgrade(settings)
+    ctx = bootstrap(settings, gateways={})
+    try:
+        merchants = listed(ctx)
+    finally:
+        ctx.close()
+    for merchant in merchants:
+        print(f"{merchant.id}\t{merchant.name}\t{merchant.created_at.isoformat()}")
+    return 0
+
+
+def rotate_merchant_key(settings: Settings, name_or_id: str, grace: timedelta) -> int:
+    from reconciler.services.errors import ServiceError
+    from reconciler.services.merchants import rotate_key
+
+    upgrade(settings)
+    ctx = bootstrap(settings, gateways={})
+    try:
+        merchant, api_key = rotate_key(ctx, name_or_id, grace)
+    except ServiceError as exc:
+        print(f"rotate-key: {exc.detail}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    until = merchant.previous_key_expires_at
+    old = f"works until {until.isoformat()}" if until else "no longer works"
+    print(f"merchant {merchant.id} ({merchant.name}): the old key {old}; the new key, shown once:")
     print(api_key)
     return 0
 

@@ -6,14 +6,13 @@ retries. The options are one dataclass, so any command-line library can fill it.
 
 from __future__ import annotations
 
-import argparse
 import random
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
 from typing import IO, Any
@@ -156,53 +155,3 @@ def listen(options: ListenOptions) -> int:
     finally:
         server.server_close()
     return 0
-
-
-# --- argparse wiring (the options above are what any CLI library fills) -------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `listen`'s flags to a parser."""
-    d = {f.name: f.default for f in fields(ListenOptions)}
-    add = parser.add_argument
-    add("--secret", required=True, help="the endpoint's whsec_… secret, to verify deliveries")
-    add("--host", default=d["host"], help=f"address to bind (default {d['host']})")
-    add(
-        "--port",
-        type=int,
-        default=d["port"],
-        help=f"port to bind; 0 picks a free one (default {d['port']})",
-    )
-    add("--fail-rate", type=float, default=d["fail_rate"], help="share of deliveries to fail (0-1)")
-    add(
-        "--status",
-        type=int,
-        default=d["status"],
-        help=f"status of a failure (default {d['status']})",
-    )
-    add("--retry-after", type=int, default=None, help="Retry-After seconds sent with a failure")
-    add("--delay", type=float, default=d["delay"], help="seconds to wait before answering")
-    add("--seed", type=int, default=None, help="random seed for --fail-rate")
-
-
-def options_from_args(args: argparse.Namespace) -> ListenOptions:
-    return ListenOptions(
-        secret=args.secret,
-        host=args.host,
-        port=args.port,
-        fail_rate=args.fail_rate,
-        status=args.status,
-        retry_after=args.retry_after,
-        delay=args.delay,
-        seed=args.seed,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `reconciler listen` from parsed flags."""
-    try:
-        options = options_from_args(args)
-    except ValueError as exc:
-        print(f"listen: {exc}", file=sys.stderr)
-        return 2
-    return listen(options)

@@ -1,16 +1,6 @@
 """Run the simulator: `python -m reconciler.simulator [options]`."""
 
-import argparse
-import sys
-
-from reconciler.simulator.cli import add_arguments, run
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m reconciler.simulator")
-    add_arguments(parser)
-    return run(parser.parse_args())
-
+from reconciler.simulator.cli import simulator
 
 if __name__ == "__main__":
-    sys.exit(main())
+    simulator(prog_name="python -m reconciler.simulator")

@@ -18,18 +18,12 @@ from typing import Any
 import pytest
 import requests
 
+from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy
 
 # Short enough that a run converges in seconds; give-up bounds the schedule (see max_polls).
 E2E_POLICY = PollPolicy(first_delay=1, base_delay=0.5, factor=2, max_delay=2, give_up_after=60)
-POLICY_ENV = {
-    "RECONCILER_POLL_FIRST_DELAY_S": str(E2E_POLICY.first_delay),
-    "RECONCILER_POLL_BASE_DELAY_S": str(E2E_POLICY.base_delay),
-    "RECONCILER_POLL_FACTOR": str(E2E_POLICY.factor),
-    "RECONCILER_POLL_MAX_DELAY_S": str(E2E_POLICY.max_delay),
-    "RECONCILER_POLL_GIVE_UP_AFTER_S": str(E2E_POLICY.give_up_after),
-    "RECONCILER_SWEEP_INTERVAL_S": "0.2",
-}
+E2E_SETTINGS = Settings(poll=E2E_POLICY, sweep_interval_s=0.2, read_timeout_s=3)
 
 
 def free_port() -> int:
@@ -112,19 +106,19 @@ def wait_until(
 
 @contextmanager
 def run_service(
-    tmp: Path, *, port: int, simulator_url: str, webhook_secret: str, **extra_env: str
+    tmp: Path, *, port: int, simulator_url: str, webhook_secret: str, **changes: Any
 ) -> Iterator[Service]:
-    """Start `reconciler serve` on `port` with a temp SQLite file; stop it at exit."""
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "RECONCILER_DATABASE_URL": f"sqlite:///{tmp / 'reconciler.db'}",
-        "RECONCILER_SIMULATOR_URL": simulator_url,
-        "RECONCILER_SIMULATOR_WEBHOOK_SECRET": webhook_secret,
-        "RECONCILER_GATEWAY_READ_TIMEOUT_S": "3",
-        **POLICY_ENV,
-        **extra_env,
-    }
+    """Start `reconciler serve` on `port` with a temp SQLite file; stop it at exit.
+
+    `changes` are settings by field name on top of `E2E_SETTINGS`.
+    """
+    env = E2E_SETTINGS.child_env(
+        database_url=f"sqlite:///{tmp / 'reconciler.db'}",
+        simulator_url=simulator_url,
+        simulator_webhook_secret=(webhook_secret,),
+        **changes,
+    )
+    env["PYTHONUNBUFFERED"] = "1"
     stdout_path, stderr_path = tmp / "serve.stdout", tmp / "serve.stderr"
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(

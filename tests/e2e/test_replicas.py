@@ -31,6 +31,7 @@ from conftest import SIM_SECRET
 from pgserver import PgServer
 from simhelpers import Simulator, run_simulator
 
+from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, max_polls
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -39,20 +40,17 @@ PAYMENTS = 1000
 KILL_AFTER_S = 5.0
 CONVERGE_WITHIN_S = 150.0
 POLICY = PollPolicy(first_delay=1, base_delay=0.5, factor=2, max_delay=4, give_up_after=120)
-ENV = {
-    "POLL_FIRST_DELAY_S": str(POLICY.first_delay),
-    "POLL_BASE_DELAY_S": str(POLICY.base_delay),
-    "POLL_FACTOR": str(POLICY.factor),
-    "POLL_MAX_DELAY_S": str(POLICY.max_delay),
-    "POLL_GIVE_UP_AFTER_S": str(POLICY.give_up_after),
-    "SWEEP_INTERVAL_S": "0.3",
-    "SWEEP_BATCH_SIZE": "100",
-    "SWEEP_CONCURRENCY": "8",
-    "LEASE_S": "10",  # more than connect + read timeout below, as docs/scaling.md asks
-    "GATEWAY_CONNECT_TIMEOUT_S": "1",
-    "GATEWAY_READ_TIMEOUT_S": "3",
-    "LOG_LEVEL": "WARNING",
-}
+SETTINGS = Settings(
+    poll=POLICY,
+    sweep_interval_s=0.3,
+    sweep_batch_size=100,
+    sweep_concurrency=8,
+    lease_s=10,  # more than connect + read timeout below, as docs/scaling.md asks
+    connect_timeout_s=1,
+    read_timeout_s=3,
+    log_level="WARNING",
+    threads=4,
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -166,13 +164,12 @@ def test_replicas_share_the_sweep_without_double_polls(pg_server: PgServer, tmp_
         latency_max=0.02,
     ) as sim:
         env = {
-            **os.environ,
+            **SETTINGS.child_env(
+                database_url=database_url,
+                simulator_url=sim.url,
+                simulator_webhook_secret=(SIM_SECRET,),
+            ),
             "PYTHONUNBUFFERED": "1",
-            "RECONCILER_DATABASE_URL": database_url,
-            "RECONCILER_SIMULATOR_URL": sim.url,
-            "RECONCILER_SIMULATOR_WEBHOOK_SECRET": SIM_SECRET,
-            "RECONCILER_THREADS": "4",
-            **{f"RECONCILER_{k}": v for k, v in ENV.items()},
         }
         try:
             # Three replicas start at once: they race to migrate the empty database.

@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import SIM_SECRET, FakeClock, MerchantAuth, register_payment
@@ -19,6 +21,7 @@ from reconciler.bootstrap import Context
 from reconciler.entrypoints.metrics import Metrics
 from reconciler.services.sweep import Sweeper
 
+ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -99,7 +102,8 @@ def test_metrics_expose_polls_webhooks_sweep_backlog_breaker_and_sync_states(
     assert value(after, "reconciler_sweep_duration_seconds_count") == 1
     assert value(after, "reconciler_sweep_duration_seconds_sum") > 0
     assert value(after, "reconciler_sweep_claimed_total") == 2
-    assert value(after, "reconciler_breaker_state", gateway="simulator") == 0  # closed
+    assert value(after, "reconciler_breaker_state", gateway="simulator", state="closed") == 1
+    assert value(after, "reconciler_breaker_state", gateway="simulator", state="open") == 0
     assert value(after, "reconciler_payments", sync_state="settled") == 2
     assert value(after, "reconciler_payments", sync_state="awaiting_webhook") == 0
     assert value(after, "reconciler_due_backlog") == 0
@@ -152,7 +156,8 @@ def test_breaker_state_shows_open_after_an_outage(
             breaker.record_failure(clock())
     sweeper.sweep_once()
     samples = scrape(client)
-    assert value(samples, "reconciler_breaker_state", gateway="simulator") == 2  # open
+    assert value(samples, "reconciler_breaker_state", gateway="simulator", state="open") == 1
+    assert value(samples, "reconciler_breaker_state", gateway="simulator", state="closed") == 0
     assert value(samples, "reconciler_polls_skipped_total", gateway="simulator", reason="held") >= 1
 
 
@@ -180,3 +185,116 @@ def test_readyz_is_503_until_a_sweep_has_run_then_200(
     # A sweep that stopped running makes the replica unready again.
     clock.advance(ctx.settings.ready_max_sweep_age_s + 1)
     assert client.get("/readyz").status_code == 503
+
+
+def test_no_created_series_are_exposed(client: FlaskClient) -> None:
+    text = client.get("/metrics").get_data(as_text=True)
+
+    assert "_created" not in text
+
+
+def test_http_requests_are_counted_by_route_template_not_by_path(
+    client: FlaskClient, merchant: MerchantAuth
+) -> None:
+    for payment_id in ("pay_missing1", "pay_missing2"):
+        assert client.get(f"/v1/payments/{payment_id}", headers=merchant.headers).status_code == 404
+    assert client.get("/no/such/path").status_code == 404
+
+    samples = scrape(client)
+    name = "reconciler_http_request_duration_seconds_count"
+    route = "/v1/payments/<payment_id>"
+    assert value(samples, name, method="GET", route=route, status="404") == 2
+    assert value(samples, name, method="GET", route="unmatched", status="404") == 1
+    assert not any("pay_missing" in str(labels) for _, labels in samples)
+
+
+def test_gateway_calls_are_timed_by_gateway_operation_and_outcome(
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    simulator: Simulator,
+    sweeper: Sweeper,
+    clock: FakeClock,
+) -> None:
+    created = client.post(
+        "/v1/payments",
+        json={"merchant_reference": "o-1", "gateway": "simulator", "amount": 1, "currency": "EUR"},
+        headers=merchant.headers,
+    )
+    assert created.status_code == 201, created.json
+    register(client, merchant, simulator, "o-2")
+    clock.advance(60)
+    sweeper.sweep_once()
+
+    samples = scrape(client)
+    name = "reconciler_gateway_call_duration_seconds_count"
+    assert value(samples, name, gateway="simulator", operation="create", outcome="ok") == 1
+    polls = value(samples, "reconciler_polls_total", gateway="simulator", outcome="ok")
+    assert polls >= 1
+    assert value(samples, name, gateway="simulator", operation="fetch", outcome="ok") == polls
+
+
+COUNTER_FUNCTIONS = {"rate", "irate", "increase"}
+GAUGE_FUNCTIONS = {"delta", "deriv", "idelta", "predict_linear"}
+
+
+def selectors(node: object) -> Iterator[tuple[str | None, str]]:
+    """Yield (enclosing range function, metric name) for every selector in a PromQL tree."""
+    import promql_parser
+
+    if isinstance(node, promql_parser.Call):
+        for arg in node.args:
+            inner = arg.vector_selector if isinstance(arg, promql_parser.MatrixSelector) else None
+            if inner is not None:
+                yield node.func.name, inner.name
+            else:
+                yield from selectors(arg)
+    elif isinstance(node, promql_parser.VectorSelector):
+        yield None, node.name
+    elif isinstance(node, promql_parser.MatrixSelector):
+        yield None, node.vector_selector.name
+    else:
+        for attr in ("lhs", "rhs", "expr"):
+            child = getattr(node, attr, None)
+            if child is not None:
+                yield from selectors(child)
+
+
+def documented_alerts() -> list[str]:
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Alerts worth setting", 1)[1].split("\n## ", 1)[0]
+    found = []
+    for line in section.splitlines():
+        cells = line.split("|")
+        if len(cells) > 3:
+            found += [e for e in re.findall(r"`([^`]+)`", cells[2]) if "reconciler_" in e]
+    return found
+
+
+def test_every_documented_alert_is_valid_promql_for_its_metric_types(
+    client: FlaskClient, sweeper: Sweeper
+) -> None:
+    import promql_parser
+
+    sweeper.sweep_once()
+    types = {
+        family.name: family.type
+        for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    }
+
+    def metric_type(series: str) -> str:
+        for suffix in ("", "_total", "_bucket", "_count", "_sum"):
+            family = series.removesuffix(suffix) if suffix else series
+            if series.endswith(suffix) and family in types:
+                return "counter" if types[family] == "histogram" and suffix else types[family]
+        raise AssertionError(f"{series} is not exposed by /metrics")
+
+    alerts = documented_alerts()
+    assert len(alerts) >= 8
+    for expression in alerts:
+        tree = promql_parser.parse(expression)
+        for function, series in selectors(tree):
+            kind = metric_type(series)
+            if function in COUNTER_FUNCTIONS:
+                assert kind == "counter", f"{function}() over the {kind} {series}: {expression}"
+            if function in GAUGE_FUNCTIONS:
+                assert kind == "gauge", f"{function}() over the {kind} {series}: {expression}"

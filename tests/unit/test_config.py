@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from reconciler.config import GATEWAYS, ConfigError, Settings
+from reconciler.config import GATEWAYS, STRIPE_API_VERSION, ConfigError, Settings, declared
 from reconciler.domain.policy import PollPolicy
 
 
@@ -122,3 +124,51 @@ def test_the_process_environment_is_read_when_no_mapping_is_given(
 def test_a_bad_number_is_a_config_error(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"RECONCILER_{name}|poll policy"):
         Settings.from_env({f"RECONCILER_{name}": value})
+
+
+def test_every_setting_has_one_variable_and_a_help_line() -> None:
+    names = [spec.env for spec in declared()]
+
+    assert len(names) == len(set(names))
+    assert {"RECONCILER_DATABASE_URL", "RECONCILER_GATEWAY_READ_TIMEOUT_S"} <= set(names)
+    assert all(spec.help for spec in declared())
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(),
+        Settings(database_url="sqlite:////tmp/x.db", port=8123, sweep_enabled=False),
+        Settings(simulator_webhook_secret=("whsec_new", "whsec_old"), read_timeout_s=2.5),
+        Settings(poll=PollPolicy(first_delay=0.5, max_delay=4)),
+        # One gateway's override is kept apart from the common schedule.
+        Settings(poll=PollPolicy(max_delay=600), policies={"stripe": PollPolicy(max_delay=120)}),
+    ],
+)
+def test_a_child_environment_rebuilds_the_same_settings(settings: Settings) -> None:
+    assert Settings.from_env(settings.child_env({})) == settings
+
+
+def test_a_child_environment_drops_the_callers_own_settings_and_keeps_the_rest() -> None:
+    base = {"PATH": "/usr/bin", "RECONCILER_ADMIN_TOKEN": "secret", "RECONCILER_PORT": "9"}
+
+    env = Settings().child_env(base, port=8001)
+
+    assert env == {"PATH": "/usr/bin", "RECONCILER_PORT": "8001"}
+
+
+def test_a_child_environment_change_is_validated() -> None:
+    with pytest.raises(ConfigError, match="RECONCILER_LEASE_S"):
+        Settings().child_env({}, lease_s=1)
+
+
+def test_stripe_calls_are_pinned_to_the_adapters_api_version_unless_set() -> None:
+    assert Settings.from_env({}).gateway("stripe").api_version == STRIPE_API_VERSION
+    pinned = Settings.from_env({"RECONCILER_STRIPE_API_VERSION": "2025-01-27.acacia"})
+    assert pinned.gateway("stripe").api_version == "2025-01-27.acacia"
+
+
+def test_every_setting_is_named_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    assert [spec.env for spec in declared() if spec.env not in readme] == []

@@ -22,7 +22,11 @@ def _writes(tree: ast.AST) -> list[tuple[int, str]]:
         elif isinstance(node, ast.AugAssign | ast.AnnAssign):
             targets = [node.target]
         for target in targets:
-            if isinstance(target, ast.Attribute) and target.attr in SYNC_COLUMNS:
+            if (
+                isinstance(target, ast.Attribute)
+                and target.attr in SYNC_COLUMNS
+                and not _another_table(target.value)
+            ):
                 found.append((node.lineno, target.attr))
         if isinstance(node, ast.Call) and _builds_a_row(node.func):
             for keyword in node.keywords:
@@ -37,11 +41,27 @@ def _writes(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
+# Rows of other tables that happen to have a column of the same name (a delivery's own
+# `last_error` and `last_delay_s`, kept by `domain.delivery`).
+OTHER_ROWS = {"delivery", "deliveries", "endpoint"}
+
+
+def _another_table(value: ast.expr) -> bool:
+    return isinstance(value, ast.Name) and value.id in OTHER_ROWS
+
+
 def _builds_a_row(func: ast.expr) -> bool:
-    """`Payment(...)`, or `.values(...)` of an UPDATE/INSERT statement."""
+    """`Payment(...)`, or `.values(...)` of an UPDATE/INSERT of any table but another's."""
     if isinstance(func, ast.Name):
         return func.id == "Payment"
-    return isinstance(func, ast.Attribute) and func.attr in ("values", "Payment")
+    if not isinstance(func, ast.Attribute) or func.attr != "values":
+        return False
+    statement = func.value
+    while isinstance(statement, ast.Call) and isinstance(statement.func, ast.Attribute):
+        statement = statement.func.value  # walk back through .where(...) and friends
+    if isinstance(statement, ast.Call) and statement.args:
+        return not _another_table(statement.args[0])
+    return True
 
 
 def test_no_module_but_the_store_writes_sync_columns() -> None:
@@ -61,6 +81,8 @@ def test_the_checker_sees_each_way_of_writing_a_column() -> None:
         "Payment(next_poll_at=None)\n"
         "update(payments).values(give_up_at=None)\n"
         "list_payments(sync_state='polling')\n"
+        "delivery.last_error = 'x'\n"
+        "update(deliveries).where(a).values(last_error='x')\n"
         "setattr(payment, name, value)\n"
     )
     assert [column for _, column in _writes(ast.parse(source))] == [

@@ -30,7 +30,7 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.adapters.gateways.http import Timeout, call, header, json_body
-from reconciler.config import GatewayConfig
+from reconciler.config import STRIPE_API_VERSION, GatewayConfig
 from reconciler.domain.status import Status
 
 STATUS_MAP: dict[str, Status] = {
@@ -96,6 +96,9 @@ class StripeGateway:
     ) -> None:
         self._base = (config.api_base or "https://api.stripe.com").rstrip("/")
         self._key = config.api_key or ""
+        # Pinned so answers keep the shape the mapping below was written for, whatever the
+        # account's default API version is.
+        self._version = config.api_version or STRIPE_API_VERSION
         self._secrets = config.webhook_secrets
         self._session = session
         self._timeout = timeout
@@ -199,9 +202,8 @@ class StripeGateway:
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = call(
-                self._session, method, url, timeout=timeout, auth=_Bearer(self._key), **kwargs
-            )
+            auth = _Bearer(self._key, self._version)
+            response = call(self._session, method, url, timeout=timeout, auth=auth, **kwargs)
         except (TransientError, RequestRejected) as exc:
             raise _reclassify(exc, exc.response) from exc
         except (AuthError, NotFoundError) as exc:
@@ -212,13 +214,15 @@ class StripeGateway:
 
 
 class _Bearer(requests.auth.AuthBase):
-    """`Authorization: Bearer <secret key>`, kept out of reprs and logs."""
+    """`Authorization: Bearer <secret key>` (kept out of reprs and logs) and `Stripe-Version`."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, version: str) -> None:
         self._key = key
+        self._version = version
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         r.headers["Authorization"] = f"Bearer {self._key}"
+        r.headers["Stripe-Version"] = self._version
         return r
 
     def __repr__(self) -> str:
