@@ -46,13 +46,16 @@ INSTALL_HINT = (
 )
 
 
+INSTALLED = Path("/usr/lib/postgresql")  # Debian and Ubuntu: <version>/bin/pg_ctl
+
+
 def find_pg_ctl() -> Path | None:
     """Return ``pg_ctl`` from PATH, else from ``/usr/lib/postgresql/*/bin`` (highest version)."""
     on_path = shutil.which("pg_ctl")
     if on_path:
         return Path(on_path)
     installed = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        INSTALLED.glob("*/bin/pg_ctl"),
         key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.parent.name)],
         reverse=True,
     )
@@ -90,6 +93,7 @@ class PostgresServer:
     """A running server: SQLAlchemy URLs and libpq strings for its databases."""
 
     port: int
+    directory: Path  # removed with everything in it when the server stops
     host: str = HOST
     user: str = SUPERUSER
 
@@ -155,13 +159,15 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _start(executable: Path, run_dir: Path) -> tuple[PostgresServer, PostgreSQLExecutor]:
+def _start(
+    executable: Path, base: Path, run_dir: Path
+) -> tuple[PostgresServer, PostgreSQLExecutor]:
     """Start a server on a free port; try another port if that one was taken meanwhile."""
     from pytest_postgresql.executors import PostgreSQLExecutor
 
     log = run_dir / "server.log"
     for _attempt in range(3):
-        server = PostgresServer(port=_free_port())
+        server = PostgresServer(port=_free_port(), directory=base)
         executor = PostgreSQLExecutor(
             executable=str(executable),
             host=server.host,
@@ -199,7 +205,7 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
             run_dir, executable = (
                 _run_as_postgres(base, pg_ctl) if os.geteuid() == 0 else (base, pg_ctl)
             )
-            server, executor = _start(executable, run_dir)
+            server, executor = _start(executable, base, run_dir)
             try:
                 yield server
             finally:
