@@ -44,7 +44,8 @@ def test_a_signal_to_the_owning_process_still_stops_its_server(signum: int) -> N
     require_postgres()
     script = textwrap.dedent(
         f"""
-        import sys, time
+        import signal, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if a shell ignored it
         sys.path.insert(0, {str(TESTS_DIR)!r})
         from support.postgres import throwaway_postgres
         with throwaway_postgres() as server:
@@ -64,8 +65,8 @@ def test_a_signal_to_the_owning_process_still_stops_its_server(signum: int) -> N
         child.communicate(timeout=60)
     finally:
         if child.poll() is None:
-            child.kill()
-            child.communicate()
+            child.terminate()  # SIGTERM still stops the server; SIGKILL would leave it behind
+            child.communicate(timeout=60)
     assert not accepts_connections(server)
     assert not server.directory.exists()
 

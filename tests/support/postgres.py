@@ -166,6 +166,7 @@ def _start(
     from pytest_postgresql.executors import PostgreSQLExecutor
 
     log = run_dir / "server.log"
+    error: Exception | None = None
     for _attempt in range(3):
         server = PostgresServer(port=_free_port(), directory=base)
         executor = PostgreSQLExecutor(
@@ -180,16 +181,18 @@ def _start(
             user=server.user,
             postgres_options=" ".join(f"-c {k}={v}" for k, v in SERVER_OPTIONS.items()),
         )
-        with contextlib.suppress(Exception):
+        try:
             executor.start()
-        # pg_ctl -w exits 0 once *this* server accepts connections; a port answering is not
-        # enough (it may be another session's server that took the port first).
-        if executor.process is not None and executor.process.wait(timeout=60) == 0:
-            return server, executor
+            # pg_ctl -w exits 0 once *this* server accepts connections; the port answering
+            # is not enough (another session's server may have taken it first).
+            if executor.process is not None and executor.process.wait(timeout=60) == 0:
+                return server, executor
+        except Exception as failure:
+            error = failure
         with contextlib.suppress(Exception):
             executor.stop()
     tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no server log)"
-    raise RuntimeError(f"PostgreSQL did not start from {executable}:\n{tail}")
+    raise RuntimeError(f"PostgreSQL did not start from {executable} ({error}):\n{tail}") from error
 
 
 @contextlib.contextmanager
