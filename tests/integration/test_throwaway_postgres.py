@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -25,17 +26,19 @@ def accepts_connections(server: PostgresServer) -> bool:
 
 
 @pytest.mark.postgres
-def test_two_servers_run_side_by_side_and_both_are_gone_afterwards() -> None:
-    require_postgres()
-    with throwaway_postgres() as first, throwaway_postgres() as second:
-        assert first.port != second.port
-        first.create_database("same_name")
-        second.create_database("same_name")
-        copy = first.create_database(template="same_name")
-        assert copy.startswith(f"postgresql+psycopg://postgres@127.0.0.1:{first.port}/t_")
-    for server in (first, second):
-        assert not accepts_connections(server)
-        assert not server.directory.exists()
+def test_a_second_server_runs_beside_the_session_one_and_is_gone_afterwards(
+    pg_server: PostgresServer,
+) -> None:
+    name = f"side_{uuid.uuid4().hex[:8]}"
+    with throwaway_postgres() as second:
+        assert second.port != pg_server.port
+        pg_server.create_database(name)
+        second.create_database(name)  # the same name on another server: no clash
+        copy = second.create_database(template=name)
+        assert copy.startswith(f"postgresql+psycopg://postgres@127.0.0.1:{second.port}/t_")
+    assert not accepts_connections(second)
+    assert not second.directory.exists()
+    assert accepts_connections(pg_server)
 
 
 @pytest.mark.postgres
