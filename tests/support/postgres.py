@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 PG_OS_USER = "postgres"  # the OS user the server runs as when the tests run as root
 SUPERUSER = "postgres"  # the database superuser made by initdb
 HOST = "127.0.0.1"
+INSTALLED = Path("/usr/lib/postgresql")  # Debian and Ubuntu: <version>/bin/pg_ctl
 SERVER_OPTIONS = {
     "listen_addresses": HOST,
     "fsync": "off",
@@ -44,9 +45,6 @@ SERVER_OPTIONS = {
 INSTALL_HINT = (
     "install the PostgreSQL server (apt-get install postgresql) or put its pg_ctl on PATH"
 )
-
-
-INSTALLED = Path("/usr/lib/postgresql")  # Debian and Ubuntu: <version>/bin/pg_ctl
 
 
 def find_pg_ctl() -> Path | None:
