@@ -41,14 +41,14 @@ def median(values: list[float]) -> float:
 
 @contextmanager
 def postgres() -> Iterator[Any | None]:
-    """A throw-away PostgreSQL server from tests/pgserver.py, or None when unavailable."""
+    """A throw-away PostgreSQL server from tests/support/postgres.py, or None when unavailable."""
     sys.path.insert(0, str(TESTS))
-    from pgserver import PgServer, postgres_unavailable_reason
+    from support.postgres import throwaway_postgres, unavailable_reason
 
-    reason = postgres_unavailable_reason()
+    reason = unavailable_reason()
     if reason:
         say(f"PostgreSQL unavailable, skipped: {reason}")
         yield None
         return
-    with PgServer() as server:
+    with throwaway_postgres() as server:
         yield server

@@ -41,7 +41,7 @@ def _settings(db_url: str, sim_url: str, concurrency: int) -> Settings:
 
 def run(quick: bool) -> dict[str, Any]:
     sys.path.insert(0, str(TESTS))
-    from simhelpers import run_simulator
+    from support.simulator import run_simulator
 
     concurrencies = [16] if quick else [4, 16, 32]
     tmp = Path(tempfile.mkdtemp(prefix="bench-polls-"))

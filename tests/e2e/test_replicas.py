@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 import requests
-from conftest import SIM_SECRET
-from pgserver import PgServer
-from simhelpers import Simulator, run_simulator
+from support.app import SIM_SECRET
+from support.postgres import PostgresServer
+from support.simulator import Simulator, run_simulator
 
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, max_polls
@@ -147,7 +147,9 @@ def db_statuses(conninfo: str) -> dict[str, str]:
     return {gid: status for gid, status in rows}
 
 
-def test_replicas_share_the_sweep_without_double_polls(pg_server: PgServer, tmp_path: Path) -> None:
+def test_replicas_share_the_sweep_without_double_polls(
+    pg_server: PostgresServer, tmp_path: Path
+) -> None:
     database_url = pg_server.create_database()
     conninfo = pg_server.conninfo(database_url.rsplit("/", 1)[1])
     ports = [free_port() for _ in range(4)]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SIM_SECRET
-from simhelpers import Simulator, run_simulator
+from support.app import SIM_SECRET
+from support.simulator import Simulator, run_simulator
 
 from e2e.conftest import E2E_POLICY, Service, run_service, wait_until
 from reconciler.domain.policy import max_polls

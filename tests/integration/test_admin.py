@@ -6,9 +6,10 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from conftest import FakeClock, make_settings
 from flask.testing import FlaskClient
-from simhelpers import Simulator
+from support.app import make_settings
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.bootstrap import bootstrap
 from reconciler.entrypoints.app import create_app

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import MerchantAuth
 from flask.testing import FlaskClient
-from simhelpers import Simulator
+from support.app import MerchantAuth
+from support.simulator import Simulator
 
 
 def body(**overrides: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FakeClock, make_settings
+from support.app import make_settings
+from support.clock import FakeClock
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SIM_SECRET, FakeClock, MerchantAuth, register_payment
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
-from simhelpers import Simulator
+from support.app import SIM_SECRET, MerchantAuth, register_payment
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.bootstrap import Context
 from reconciler.entrypoints.metrics import Metrics

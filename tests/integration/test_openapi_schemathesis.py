@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import FakeClock, MerchantAuth, make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
-from simhelpers import Simulator
+from support.app import MerchantAuth, make_settings
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app

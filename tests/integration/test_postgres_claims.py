@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from alembic.script import ScriptDirectory
-from pgserver import PgServer
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+from support.postgres import PostgresServer
 
 from reconciler.adapters import repository
 from reconciler.adapters.db import make_engine, make_sessionmaker
@@ -246,7 +246,7 @@ def test_a_claim_ignores_live_leases_and_takes_expired_ones(
 
 
 @pytest.mark.timeout(120)
-def test_replicas_migrating_at_once_leave_one_schema_at_head(pg_server: PgServer) -> None:
+def test_replicas_migrating_at_once_leave_one_schema_at_head(pg_server: PostgresServer) -> None:
     url = pg_server.create_database()
     env = {"RECONCILER_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
     argv = [sys.executable, "-m", "reconciler.entrypoints.cli", "db", "upgrade"]

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import FakeClock, MerchantAuth, make_settings
-from fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake
 from flask.testing import FlaskClient
+from support.app import MerchantAuth, make_settings
+from support.clock import FakeClock
+from support.fakes.razorpay_server import KEY_ID, KEY_SECRET, WEBHOOK_SECRET, RazorpayFake
 
 from reconciler.adapters.gateways.base import (
     AuthError,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from simhelpers import Simulator, run_simulator
+from support.simulator import Simulator, run_simulator
 
 from reconciler.adapters.gateways.base import CreateRequest, TransientError
 from reconciler.adapters.gateways.simulator import SimulatorGateway

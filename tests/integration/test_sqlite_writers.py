@@ -6,8 +6,8 @@ import shutil
 import threading
 from pathlib import Path
 
-from conftest import make_settings
 from sqlalchemy import text
+from support.app import make_settings
 
 from reconciler.bootstrap import bootstrap
 from reconciler.services.merchants import create_merchant

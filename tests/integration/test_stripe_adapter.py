@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from conftest import FakeClock, MerchantAuth, make_settings
-from fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake
 from flask.testing import FlaskClient
+from support.app import MerchantAuth, make_settings
+from support.clock import FakeClock
+from support.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake
 
 from reconciler.adapters.gateways.base import (
     AuthError,

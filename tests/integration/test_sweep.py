@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
-from simhelpers import Simulator
+from support.app import MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.adapters.models import Payment
 from reconciler.bootstrap import Context, bootstrap

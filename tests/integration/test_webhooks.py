@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import SIM_SECRET, FakeClock, MerchantAuth, register_payment
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.app import SIM_SECRET, MerchantAuth, register_payment
+from support.clock import FakeClock
 
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
 from reconciler.bootstrap import Context
@@ -297,7 +298,7 @@ def test_webhooks_are_kept_for_a_gateway_with_only_its_webhook_secret_set(
 ) -> None:
     import random
 
-    from conftest import make_settings
+    from support.app import make_settings
 
     from reconciler.bootstrap import bootstrap
     from reconciler.entrypoints.app import create_app
