@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from conftest import SIM_SECRET, FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
-from notifyhelpers import Receiver, run_receiver
-from simhelpers import Simulator
 from standardwebhooks import Webhook
+from support.app import SIM_SECRET, MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.receiver import Receiver, run_receiver
+from support.simulator import Simulator
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app

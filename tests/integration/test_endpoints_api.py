@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
-from simhelpers import Simulator
+from support.app import MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import NotificationDelivery, WebhookEndpoint

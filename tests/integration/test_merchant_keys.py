@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import FakeClock, MerchantAuth
 from flask.testing import FlaskClient
+from support.app import MerchantAuth
+from support.clock import FakeClock
 
 from reconciler.bootstrap import Context
 from reconciler.services.errors import NotFound, ValidationFailed

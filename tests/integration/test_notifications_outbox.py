@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
-from notifyhelpers import Receiver, run_receiver
-from simhelpers import Simulator
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
+from support.app import MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.receiver import Receiver, run_receiver
+from support.simulator import Simulator
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import NotificationDelivery, NotificationEvent, WebhookEndpoint

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from notifyhelpers import Receiver, run_receiver
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from support.receiver import Receiver, run_receiver
 
 from reconciler.adapters.notify.destinations import DestinationGuard, pinned_session
 from reconciler.adapters.notify.sender import Sender

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings, register_payment
-from simhelpers import Simulator
 from sqlalchemy import event
+from support.app import MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.simulator import Simulator
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
