@@ -64,6 +64,10 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
+        if exc.status == 400:  # found by a use case, not a model: no field to name
+            return problem(
+                400, exc.title, exc.detail, errors=[FieldError(field=None, detail=exc.detail)]
+            )
         return problem(exc.status, exc.title, exc.detail)
 
     @app.errorhandler(HTTPException)

@@ -183,11 +183,29 @@ def _validate(
 ) -> BaseModel | None:
     if data is _UNREADABLE:
         return None
+    if isinstance(data, dict):
+        # pydantic refuses a whole object over one key that is not Unicode (a lone
+        # surrogate); no field is named so, so list it as unknown and check the rest.
+        unreadable = [key for key in data if not _is_unicode(key)]
+        errors.extend(_field_error(_unknown(key), where) for key in unreadable)
+        data = {key: value for key, value in data.items() if key not in unreadable}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors.extend(_field_error(error, where) for error in exc.errors())
         return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unknown(name: str) -> ErrorDetails:
+    return {"type": "extra_forbidden", "loc": (name,), "msg": "", "input": None}
 
 
 def _field_error(error: ErrorDetails, where: str) -> FieldError:
