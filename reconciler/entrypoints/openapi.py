@@ -83,10 +83,16 @@ def operations(*, admin: bool) -> list[Operation]:
 
 def spec(gateways: Iterable[str] = GATEWAYS, *, admin: bool = False) -> dict[str, Any]:
     """Build the OpenAPI document; `gateways` are the ones new payments may name."""
-    documented = operations(admin=admin)
-    refs, schemas = _components(documented)
+    document = describe_operations(operations(admin=admin))
     # The one fact no model knows: which gateways this deployment has credentials for.
-    schemas["PaymentRequest"]["properties"]["gateway"]["enum"] = list(gateways)
+    properties = document["components"]["schemas"]["PaymentRequest"]["properties"]
+    properties["gateway"]["enum"] = list(gateways)
+    return document
+
+
+def describe_operations(documented: Sequence[Operation]) -> dict[str, Any]:
+    """Build an OpenAPI document of these operations and the shapes they use."""
+    refs, schemas = _components(documented)
     paths: dict[str, dict[str, Any]] = {}
     for op in documented:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs, schemas)

@@ -170,7 +170,7 @@ def _check_id(name: str, value: str) -> None:
 
 
 def _decoded_body(errors: list[FieldError]) -> Any:
-    raw = read_body(current_app.extensions["reconciler"].settings.max_body_bytes)
+    raw = read_body(int(current_app.config["MAX_CONTENT_LENGTH"]))
     try:
         return decode(raw)
     except BodyError as exc:
