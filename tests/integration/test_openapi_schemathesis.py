@@ -2,8 +2,9 @@
 
 Every operation in `/openapi.json` — webhooks (unsigned) and the operator endpoints included —
 must answer with a documented status code, a documented content type and a body that matches
-the schema, and never with a 5xx. One SQLite database and one merchant serve the whole module; a couple of
-payments are registered first so that generated path parameters sometimes hit real ids.
+the schema, and never with a 5xx. One SQLite database and one merchant serve the whole module;
+a couple of payments are registered first so that generated path parameters sometimes hit
+real ids.
 """
 
 from __future__ import annotations
