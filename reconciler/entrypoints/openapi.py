@@ -19,7 +19,7 @@ from reconciler import __version__
 from reconciler.config import GATEWAYS
 from reconciler.entrypoints import admin, api
 from reconciler.entrypoints.problems import PROBLEM
-from reconciler.entrypoints.routing import Answer, Operation, Routes, describe
+from reconciler.entrypoints.routing import Answer, Operation, Routes, status_phrase
 from reconciler.entrypoints.schemas import Problem, ResourceId
 
 # Every blueprint whose routes are declared with `Routes`; a new one is added here.
@@ -153,7 +153,7 @@ def _operation(op: Operation, refs: Refs, schemas: dict[str, Any]) -> dict[str, 
         }
     responses: dict[str, Any] = {}
     for status, answer in op.answers.items():
-        response: dict[str, Any] = {"description": answer.description or describe(status)}
+        response: dict[str, Any] = {"description": answer.description or status_phrase(status)}
         if answer.shape is not None:
             schema = _shape(answer.shape, refs, "serialization")
             response["content"] = {answer.media_type: {"schema": schema}}

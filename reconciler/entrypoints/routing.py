@@ -236,6 +236,6 @@ def _answer(answer: Any, answers: Mapping[int, Answer]) -> Response:
     )
 
 
-def describe(status: int) -> str:
+def status_phrase(status: int) -> str:
     """Name an answer whose declaration gave no description."""
     return HTTPStatus(status).phrase
