@@ -1,12 +1,12 @@
-"""The HTTP API's shapes, written once: they validate requests, serialise answers and make
-the OpenAPI document (`reconciler.entrypoints.openapi`).
+"""The HTTP API's request and response shapes, written once.
 
-Validation runs on JSON already decoded by `jsonbody` (which bounds depth and numbers), in
-pydantic's lax mode with three deliberate exceptions: strings are strict (no number is
-quietly turned into text), amounts are strict integers that also take a whole-number float
-(`49900.0`: JSON has one number type, and JSON Schema's `integer` includes it), and every
-text pattern runs on pydantic's default Rust engine, whose `$` is the end of the text (as in
-ECMA-262, which the OpenAPI reader applies) and which refuses lone surrogates outright.
+The same models validate requests, serialise answers (`routing`) and make the OpenAPI
+document (`openapi`). Validation runs on JSON already decoded by `jsonbody` (which bounds
+depth and numbers), in pydantic's lax mode with three deliberate exceptions: strings are
+strict (no number is quietly turned into text), amounts are strict integers that also take
+a whole-number float (`49900.0`: JSON has one number type, and JSON Schema's `integer`
+includes it), and text patterns run on pydantic's default Rust engine, whose `$` is the end
+of the text (as in ECMA-262, which OpenAPI readers apply) and which refuses lone surrogates.
 """
 
 from __future__ import annotations
