@@ -9,6 +9,7 @@ which no schema can describe) and the operations endpoints.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -82,7 +83,13 @@ def operations(*, admin: bool) -> list[Operation]:
 
 
 def spec(gateways: Iterable[str] = GATEWAYS, *, admin: bool = False) -> dict[str, Any]:
-    """Build the OpenAPI document; `gateways` are the ones new payments may name."""
+    """Return the OpenAPI document (shared: not to be changed); `gateways` take new payments."""
+    # Built once per variant: the document is public, and building it costs milliseconds.
+    return _spec(tuple(gateways), admin)
+
+
+@functools.lru_cache(maxsize=16)
+def _spec(gateways: tuple[str, ...], admin: bool) -> dict[str, Any]:
     document = describe_operations(operations(admin=admin))
     # The one fact no model knows: which gateways this deployment has credentials for.
     properties = document["components"]["schemas"]["PaymentRequest"]["properties"]
@@ -109,11 +116,11 @@ def describe_operations(documented: Sequence[Operation]) -> dict[str, Any]:
             "exponential backoff for the callbacks that never came.",
         },
         "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}] if "bearer" in schemes else [],
         "paths": paths,
         "components": {
             "securitySchemes": {
-                name: {"type": "http", "scheme": "bearer", "description": SCHEMES[name]}
+                name: {"type": "http", "scheme": "bearer", "description": SCHEMES.get(name, name)}
                 for name in sorted(schemes)
             },
             "schemas": schemas,
