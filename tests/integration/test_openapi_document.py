@@ -71,6 +71,10 @@ def test_a_new_route_is_one_declaration_that_validates_answers_and_documents(
         """Make a widget."""
         return body, 201
 
+    @routes.delete("/widgets/<widget_id>", ok={204: None})
+    def scrap_widget(widget_id: str) -> None:
+        """Scrap a widget."""
+
     app.register_blueprint(bp)
     client = app.test_client()
     made = client.post("/v1/widgets/w_1", json={"name": "cog", "size": 2})
@@ -79,6 +83,8 @@ def test_a_new_route_is_one_declaration_that_validates_answers_and_documents(
     assert refused.status_code == 400
     assert [e["field"] for e in refused.json["errors"]] == ["name", "size", "colour"]
     assert client.post("/v1/widgets/w%00", json={}).status_code == 404
+    scrapped = client.delete("/v1/widgets/w_1")
+    assert (scrapped.status_code, scrapped.data) == (204, b"")
 
     document = describe_operations(routes.operations)
     operation = document["paths"]["/v1/widgets/{widget_id}"]["post"]
@@ -89,6 +95,8 @@ def test_a_new_route_is_one_declaration_that_validates_answers_and_documents(
         "$ref": "#/components/schemas/Widget"
     }
     assert set(operation["responses"]) == {"201", "400", "404", "413"}
+    scrap = document["paths"]["/v1/widgets/{widget_id}"]["delete"]
+    assert "content" not in scrap["responses"]["204"]
     widget = document["components"]["schemas"]["Widget"]
     assert widget["properties"]["size"]["minimum"] == 1
     assert widget["additionalProperties"] is False
