@@ -11,7 +11,7 @@ of the text (as in ECMA-262, which OpenAPI readers apply) and which refuses lone
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -31,7 +31,6 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from reconciler.adapters import models
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
 from reconciler.domain.status import Outcome, Source, Status, SyncState
@@ -204,8 +203,8 @@ class Payment(Row):
     @model_validator(mode="before")
     @classmethod
     def _nest_the_sync_columns(cls, data: Any) -> Any:
-        # The row keeps the sync fields flat beside the others; the resource nests them.
-        if isinstance(data, models.Payment):
+        # A stored row keeps the sync fields flat beside the others; the resource nests them.
+        if not isinstance(data, Mapping):
             return {name: getattr(data, name) for name in cls.model_fields if name != "sync"} | {
                 "sync": data
             }
