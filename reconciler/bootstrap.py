@@ -14,7 +14,7 @@ from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.http import new_session
 from reconciler.config import Settings
 from reconciler.domain.policy import Random
-from reconciler.entrypoints.serialize import payment_json
+from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.context import Context, utc_now
 from reconciler.services.notifications import PaymentOutbox
 
@@ -74,5 +74,5 @@ def bootstrap(
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
-        outbox=PaymentOutbox(render=payment_json, policy=settings.notify.policy),
+        outbox=PaymentOutbox(render=payment_resource, policy=settings.notify.policy),
     )

@@ -216,8 +216,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         when = datetime.fromisoformat(created)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("malformed cursor") from exc
-    if when.tzinfo is None or not pid:
-        raise ValueError("malformed cursor")
+    if when.tzinfo is None or not pid or not (pid.isascii() and pid.isprintable()):
+        raise ValueError("malformed cursor")  # (a NUL would reach PostgreSQL as a DataError)
     return when, pid
 
 

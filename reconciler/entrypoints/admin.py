@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import hmac
-import json
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 from werkzeug.exceptions import NotFound, Unauthorized
 
 from reconciler.bootstrap import Context
-from reconciler.entrypoints.bodies import read_body
-from reconciler.entrypoints.serialize import payment_json
+from reconciler.entrypoints.routing import Routes
+from reconciler.entrypoints.schemas import (
+    AdminFilter,
+    Payment,
+    PaymentPage,
+    ReportOutcome,
+    Resolution,
+    StatusReport,
+)
 from reconciler.services import admin
-from reconciler.services.errors import ValidationFailed
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+routes = Routes(bp, security="admin", not_found="No such payment")
 
 
 def _ctx() -> Context:
@@ -35,68 +40,37 @@ def _authenticate() -> None:
         raise Unauthorized("send the admin token as `Authorization: Bearer <token>`")
 
 
-def _body() -> dict[str, Any]:
-    raw = read_body(_ctx().settings.max_body_bytes)
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed("the body must be valid JSON") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object")
-    return body
-
-
-def _note(body: dict[str, Any]) -> str:
-    note = body.get("note")
-    if not isinstance(note, str) or not note.strip() or len(note) > 1000:
-        raise ValidationFailed("note (1 to 1000 characters) is required: say why")
-    return note
-
-
-@bp.get("/payments")
-def list_payments() -> Response:
+@routes.get("/payments", query=AdminFilter, ok={200: PaymentPage})
+def list_payments(query: AdminFilter) -> PaymentPage:
     """List every merchant's payments, newest first, optionally in one sync state."""
-    try:
-        limit = int(request.args.get("limit", "50"))
-    except ValueError:
-        raise ValidationFailed("limit must be an integer") from None
     page, cursor = admin.list_by_sync_state(
-        _ctx(), request.args.get("sync_state") or None, limit, request.args.get("cursor") or None
+        _ctx(), query.sync_state or None, query.limit, query.cursor or None
     )
-    return jsonify({"data": [payment_json(p) for p in page], "next_cursor": cursor})
+    return PaymentPage(data=[Payment.model_validate(p) for p in page], next_cursor=cursor)
 
 
-@bp.get("/payments/<payment_id>")
-def show(payment_id: str) -> Response:
+@routes.get("/payments/<payment_id>", ok={200: Payment})
+def show(payment_id: str) -> Payment:
     """Show any merchant's payment."""
-    return jsonify(payment_json(admin.show(_ctx(), payment_id)))
+    return Payment.model_validate(admin.show(_ctx(), payment_id))
 
 
-@bp.post("/payments/<payment_id>/refresh")
-def refresh(payment_id: str) -> tuple[Response, int]:
+@routes.post("/payments/<payment_id>/refresh", ok={202: Payment})
+def refresh(payment_id: str) -> tuple[Payment, int]:
     """Poll the payment as soon as possible (reviving it if polling gave up)."""
-    return jsonify(payment_json(admin.refresh(_ctx(), payment_id))), 202
+    return Payment.model_validate(admin.refresh(_ctx(), payment_id)), 202
 
 
-@bp.post("/payments/<payment_id>/report")
-def report(payment_id: str) -> Response:
+@routes.post("/payments/<payment_id>/report", body=StatusReport, ok={200: ReportOutcome})
+def report(payment_id: str, body: StatusReport) -> ReportOutcome:
     """Apply an operator's status report through the usual rules."""
-    body = _body()
-    unknown = sorted(set(body) - {"status", "gateway_status", "note"})
-    if unknown:
-        raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
-    status, gateway_status = body.get("status"), body.get("gateway_status")
-    if not isinstance(status, str):
-        raise ValidationFailed("status is required")
-    if gateway_status is not None and (
-        not isinstance(gateway_status, str) or len(gateway_status) > 64
-    ):
-        raise ValidationFailed("gateway_status must be a string of at most 64 characters")
-    payment, decision = admin.report_status(_ctx(), payment_id, status, gateway_status, _note(body))
-    return jsonify({"outcome": decision.outcome.value, "payment": payment_json(payment)})
+    payment, decision = admin.report_status(
+        _ctx(), payment_id, body.status, body.gateway_status, body.note
+    )
+    return ReportOutcome(outcome=decision.outcome, payment=Payment.model_validate(payment))
 
 
-@bp.post("/payments/<payment_id>/resolve")
-def resolve(payment_id: str) -> Response:
+@routes.post("/payments/<payment_id>/resolve", body=Resolution, ok={200: Payment})
+def resolve(payment_id: str, body: Resolution) -> Payment:
     """Clear the payment's review flag."""
-    return jsonify(payment_json(admin.resolve_review(_ctx(), payment_id, _note(_body()))))
+    return Payment.model_validate(admin.resolve_review(_ctx(), payment_id, body.note))

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from reconciler.domain.notify import EventType
-from reconciler.services.payments import TEXT_PATTERN
+from reconciler.entrypoints.schemas import TEXT_PATTERN
 
 _TEXT = re.compile(TEXT_PATTERN)
 

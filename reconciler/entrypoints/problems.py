@@ -2,32 +2,72 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from reconciler.entrypoints.schemas import FieldError, Problem
 from reconciler.services.errors import ServiceError
 
 PROBLEM = "application/problem+json"
+# A 64 KB body can hold thousands of bad fields; echoing them all would amplify it.
+MAX_LISTED_ERRORS = 20
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    body = {
-        "type": f"https://reconciler.dev/problems/{title.lower().replace(' ', '-')}",
-        "title": title,
-        "status": status,
-        "detail": detail,
+class InvalidRequest(Exception):
+    """A request that fails validation; every invalid field is listed."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = list(errors)
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: Sequence[FieldError] | None = None,
+    **extra: Any,
+) -> Response:
+    """Build a problem+json response; `instance` is the request's path."""
+    body = Problem(
+        type=f"https://reconciler.dev/problems/{title.lower().replace(' ', '-')}",
+        title=title,
+        status=status,
+        detail=detail,
+        instance=request.path if has_request_context() else "",
+        errors=list(errors) if errors is not None else None,
         **extra,
-    }
-    return Response(json.dumps(body), status=status, mimetype=PROBLEM)
+    )
+    listed = None if errors is not None else {"errors"}  # only where it means something
+    return Response(body.model_dump_json(exclude=listed), status=status, mimetype=PROBLEM)
+
+
+def invalid(errors: Sequence[FieldError]) -> Response:
+    """Answer a 400 that lists every invalid field (up to MAX_LISTED_ERRORS)."""
+    shown = list(errors[:MAX_LISTED_ERRORS])
+    detail = "; ".join(str(e) for e in shown)
+    if len(errors) > len(shown):
+        detail += f"; and {len(errors) - len(shown)} more"
+    return problem(400, "Invalid request", detail, errors=shown)
 
 
 def install(app: Flask) -> None:
     """Answer every error, including Flask's own 404/405/413, as problem+json."""
 
+    @app.errorhandler(InvalidRequest)
+    def _invalid(exc: InvalidRequest) -> Response:
+        return invalid(exc.errors)
+
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
+        if exc.status == 400:  # found by a use case, not a model: no field to name
+            return problem(
+                400, exc.title, exc.detail, errors=[FieldError(field=None, detail=exc.detail)]
+            )
         return problem(exc.status, exc.title, exc.detail)
 
     @app.errorhandler(HTTPException)

@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import Merchant, Payment, PaymentEvent
 from reconciler.config import GATEWAYS
-from reconciler.domain.currencies import ISO_4217
 from reconciler.domain.status import Source, Status
 from reconciler.domain.sync import Refreshed, Registered
 from reconciler.services import creation
@@ -28,18 +25,12 @@ from reconciler.services.schedule import decide_and_store, new_sync
 
 log = logging.getLogger(__name__)
 
-MAX_AMOUNT = 10**15
 MAX_LIST_LIMIT = 100
-# Identifiers a merchant sends: not blank, no control, invisible-format or line-separator
-# characters. Written so Python's `re` and ECMA-262 (the OpenAPI document) read it alike.
-_HIDDEN = r"\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
-TEXT_PATTERN = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*$"
-_TEXT = re.compile(TEXT_PATTERN)
 
 
 @dataclass(frozen=True)
 class PaymentRequest:
-    """A validated `POST /v1/payments` body."""
+    """A `POST /v1/payments` body, validated at the edge (`entrypoints.schemas`)."""
 
     merchant_reference: str
     gateway: str
@@ -47,61 +38,9 @@ class PaymentRequest:
     currency: str
     gateway_payment_id: str | None = None
 
-    @classmethod
-    def parse(cls, body: Any) -> PaymentRequest:
-        """Validate a decoded JSON body; raise ValidationFailed naming the first bad field."""
-        if not isinstance(body, dict):
-            raise ValidationFailed("the body must be a JSON object")
-        allowed = {"merchant_reference", "gateway", "amount", "currency", "gateway_payment_id"}
-        unknown = sorted(set(body) - allowed)
-        if unknown:
-            raise ValidationFailed(f"unknown field(s): {', '.join(unknown)}")
-        reference = _string(body, "merchant_reference", required=True)
-        gateway = _string(body, "gateway", required=True, max_length=32)
-        if gateway not in GATEWAYS:
-            raise ValidationFailed(f"gateway must be one of: {', '.join(GATEWAYS)}")
-        amount = body.get("amount")
-        if isinstance(amount, float) and amount.is_integer() and abs(amount) <= MAX_AMOUNT:
-            # JSON has one number type: `49900.0` is the integer 49900 (as JSON Schema's
-            # `integer` says), and exact in a double up to MAX_AMOUNT.
-            amount = int(amount)
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise ValidationFailed("amount must be an integer in the currency's minor unit")
-        if not 0 < amount <= MAX_AMOUNT:
-            raise ValidationFailed(f"amount must be between 1 and {MAX_AMOUNT}")
-        currency = _string(body, "currency", required=True, max_length=3)
-        if currency not in ISO_4217:
-            raise ValidationFailed("currency must be an ISO 4217 code in upper case, e.g. INR")
-        gateway_payment_id = _string(body, "gateway_payment_id", required=False)
-        return cls(reference or "", gateway or "", amount, currency or "", gateway_payment_id)
-
     def fingerprint(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _string(
-    body: Mapping[str, Any], name: str, *, required: bool, max_length: int = 200
-) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValidationFailed(f"{name} is required")
-        return None
-    if not isinstance(value, str):
-        raise ValidationFailed(f"{name} must be a string")
-    if len(value) > max_length or not _TEXT.fullmatch(value) or not _is_unicode(value):
-        raise ValidationFailed(f"{name} must be 1 to {max_length} printable characters")
-    return value
-
-
-def _is_unicode(value: str) -> bool:
-    # JSON lets a lone surrogate through (`"\\ud800"`); no database can store one.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def new_id(prefix: str) -> str:

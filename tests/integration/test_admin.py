@@ -121,3 +121,20 @@ def test_the_openapi_document_describes_admin_endpoints_only_when_they_are_on(
     on = admin_client.get("/openapi.json").json["paths"]
     assert not any(path.startswith("/admin") for path in off)
     assert {"/admin/payments", "/admin/payments/{payment_id}/resolve"} <= set(on)
+
+
+def test_an_admin_400_lists_every_invalid_field_and_parameter(admin_client: FlaskClient) -> None:
+    app_ctx = admin_client.application.extensions["reconciler"]
+    _, key = create_merchant(app_ctx, "acme")
+    pid = register(admin_client, key, "sim_pay_admin3")
+    bad = admin_client.post(
+        f"/admin/payments/{pid}/report",
+        json={"status": "paid", "gateway_status": "\udc00", "why": "typo"},
+        headers=ADMIN,
+    )
+    assert bad.status_code == 400
+    assert bad.json["instance"] == f"/admin/payments/{pid}/report"
+    assert [e["field"] for e in bad.json["errors"]] == ["status", "gateway_status", "note", "why"]
+    query = admin_client.get("/admin/payments?sync_state=weird&limit=0&stat=x", headers=ADMIN)
+    assert [e["field"] for e in query.json["errors"]] == ["sync_state", "limit", "stat"]
+    assert admin_client.get("/admin/payments?sync_state=", headers=ADMIN).status_code == 200
