@@ -23,7 +23,7 @@ from reconciler.adapters.notify.destinations import DestinationGuard, pinned_ses
 from reconciler.adapters.notify.sender import Sender
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.domain.delivery import DeliveryRow, decide_delivery
-from reconciler.entrypoints.serialize import payment_json
+from reconciler.entrypoints.schemas import payment_resource as payment_json
 from reconciler.services.notifications import (
     delivery_job,
     disable_endpoint,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from fakes.stripe_server import SECRET_KEY, StripeFake
+from support.fakes.stripe_server import SECRET_KEY, StripeFake
 from werkzeug.wrappers import Request, Response
 
 from reconciler.adapters.gateways.base import CreateRequest
