@@ -18,7 +18,7 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simhelpers import Simulator
+from support.simulator import Simulator
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
 from werkzeug.test import TestResponse
