@@ -153,6 +153,8 @@ class RazorpayGateway:
         if not self._secrets:
             raise InvalidSignature("no Razorpay webhook secret configured")
         given = signature.strip().lower()
+        if not given.isascii():
+            raise MalformedWebhook(f"{SIGNATURE_HEADER} is not hex")
         matches = [hmac.compare_digest(sign(secret, body), given) for secret in self._secrets]
         if not any(matches):
             raise InvalidSignature(f"{SIGNATURE_HEADER} matches no configured secret")

@@ -63,6 +63,8 @@ def parse_signature_header(value: str) -> tuple[int, list[str]]:
         if key == "t":
             timestamp = checks.epoch_header(val, f"{SIGNATURE_HEADER} timestamp")
         elif key == "v1" and val:
+            if not val.isascii():
+                raise MalformedWebhook(f"{SIGNATURE_HEADER} v1 signature is not hex")
             signatures.append(val)
     if timestamp is None:
         raise MalformedWebhook(f"{SIGNATURE_HEADER} has no timestamp")
