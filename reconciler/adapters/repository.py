@@ -180,14 +180,12 @@ def payment_events(session: Session, payment_id: str) -> Sequence[PaymentEvent]:
 
 
 def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
-    """Store a webhook in the inbox once; None when this gateway event id is already there."""
+    """Store a webhook in the inbox once; None when this gateway event id or the same raw
+    body is already there (a replay under a new, unsigned event id is a duplicate too)."""
     insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     # Values go in as parameters, so the compiled statement is cached across deliveries.
-    stmt = (
-        insert(inbox)
-        .on_conflict_do_nothing(index_elements=["gateway", "gateway_event_id"])
-        .returning(inbox.c.id)
-    )
+    # No conflict target: either unique key, (gateway, event id) or (gateway, body hash).
+    stmt = insert(inbox).on_conflict_do_nothing().returning(inbox.c.id)
     return session.execute(stmt, values).scalar_one_or_none()
 
 
