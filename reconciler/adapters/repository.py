@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, delete, func, or_, select, tuple_, update
+from sqlalchemy import Row, Select, Table, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -257,3 +257,19 @@ def oldest_pending_created_at(session: Session) -> datetime | None:
 
 def ping(session: Session) -> Row[Any] | None:
     return session.execute(select(1)).first()
+
+
+def probe_write(session: Session, now: datetime) -> None:
+    """Do what a writer does, for the caller to roll back: take the write locks, insert a row.
+
+    On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE); on PostgreSQL
+    the tables' ROW EXCLUSIVE locks (what INSERT and UPDATE take) wait for anyone holding
+    them exclusively.
+    """
+    if _dialect(session) == "postgresql":
+        session.execute(
+            text("LOCK TABLE payments, payment_events, webhook_events IN ROW EXCLUSIVE MODE")
+        )
+    session.execute(
+        insert(SweepHeartbeat).values(owner="readyz-write-probe", finished_at=now, claimed=0)
+    )
