@@ -8,8 +8,9 @@ cut. Size limits are enforced while reading, chunked or not, and answered as pro
 with `Connection: close`.
 
 Signals: SIGTERM, SIGINT and SIGHUP all stop the process the same way — stop accepting,
-stop the sweep (the running sweep ends its calls within their lease), answer the requests
-already read, then exit 0. There is no reload: restart the process to change settings.
+stop the sweep (calls under way end within the gateway timeouts, calls not started are
+cancelled and their rows claimed again after the lease), answer the requests already
+read, then exit 0. There is no reload: restart the process to change settings.
 
 `RECONCILER_WORKERS` > 1 forks that many serving processes on one listening socket; the
 parent restarts one that dies and passes stop signals on.
@@ -228,8 +229,12 @@ class Server:
 
     def _stop_sweep(self) -> None:
         job = self.app.extensions.get("reconciler.sweep_job")
-        if job is not None:
-            job.stop()  # a running sweep finishes its calls, each bounded inside the lease
+        if job is None:
+            return
+        # Calls not started yet are cancelled (their rows are claimed again when the lease
+        # ends); calls under way end within the gateway timeouts. Then the job stops.
+        job.sweeper.close()
+        job.stop()
 
 
 def serve(settings: Settings, host: str, port: int) -> int:
