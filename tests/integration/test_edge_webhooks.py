@@ -269,6 +269,12 @@ RAW_BODIES = st.binary(max_size=200) | st.text(max_size=200).map(
 )
 
 
+# What an HTTP header can carry at all (the test client refuses the rest).
+HEADER_SAFE_TEXT = st.text(
+    alphabet=st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=30
+)
+
+
 def body_bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else json.dumps(value).encode()
 
@@ -301,15 +307,10 @@ def test_signed_garbage_never_gives_a_5xx(
     counter = iter(range(10**9))
 
     @FUZZ
-    @given(body=bodies, event_id=st.text(max_size=30) | st.just("evt"))
+    @given(body=bodies, event_id=HEADER_SAFE_TEXT)
     def check(body: Any, event_id: str) -> None:
         payload = body_bytes(body)
-        event_id = f"{event_id}-{next(counter)}"
-        try:
-            headers = signed(gateway, payload, now_s(clock), event_id)
-            event_id.encode("latin-1")
-        except UnicodeEncodeError:
-            headers = signed(gateway, payload, now_s(clock), f"fuzz-{next(counter)}")
+        headers = signed(gateway, payload, now_s(clock), f"{event_id}-{next(counter)}")
         response = post(client, gateway, payload, headers)
         assert_no_5xx_and_a_readable_timeline(app, auth, response)
 
