@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -75,7 +76,7 @@ class ServerOptions:
             threads=int(read("THREADS", cls.threads)),
             workers=max(1, settings.workers),
             client_timeout_s=read("CLIENT_TIMEOUT_S", cls.client_timeout_s),
-            max_connections=int(read("MAX_CONNECTIONS", cls.max_connections)),
+            max_connections=_within_file_limit(int(read("MAX_CONNECTIONS", cls.max_connections))),
             max_body_bytes=settings.max_body_bytes,
         )
 
@@ -95,6 +96,14 @@ class ServerOptions:
             ident="reconciler",
             backlog=2048,
         )
+
+
+def _within_file_limit(connections: int) -> int:
+    """Leave room under the process's open-file limit for the database and gateway sockets."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(16, min(connections, soft - 128))
 
 
 class _ProblemErrorTask(ErrorTask):  # type: ignore[misc]
