@@ -204,8 +204,8 @@ class Server:
         """Serve until a stop signal, then drain and exit."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self.request_stop)
-        host, port = self.servers[0].effective_host, self.servers[0].effective_port
-        log.info("serving", extra={"address": f"{host}:{port}", "pid": os.getpid()})
+        addresses = [f"{s.effective_host}:{s.effective_port}" for s in self.servers]
+        log.info("serving", extra={"address": ", ".join(addresses), "pid": os.getpid()})
         while not self._stop.is_set():
             wasyncore.loop(timeout=1.0, map=self.map, use_poll=True, count=1)
         self._drain()
