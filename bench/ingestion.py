@@ -1,11 +1,11 @@
 """Webhook ingestion: signed webhooks per second and latency on the production server.
 
-`reconciler serve` (gunicorn, gthread) receives pre-signed Standard Webhooks events, each
-with its own `webhook-id` and a fresh timestamp, for payments it tracks: every request is
-verified, stored in the inbox and applied before the 200. The ceiling is a bare WSGI app
-that reads the body and answers 200 (bench/bare_app.py), served by gunicorn with the
-same worker class, workers and threads. Load: wrk with bench/webhooks.lua (a Python
-thread-pool client when wrk is not installed).
+`reconciler serve` (waitress, see reconciler/entrypoints/server.py) receives pre-signed
+Standard Webhooks events, each with its own `webhook-id` and a fresh timestamp, for
+payments it tracks: every request is verified, stored in the inbox and applied before the
+200. The ceiling is a bare WSGI app that reads the body and answers 200
+(bench/bare_app.py), served by waitress with the same threads. Load: wrk with
+bench/webhooks.lua (a Python thread-pool client when wrk is not installed).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ LUA = Path(__file__).with_name("webhooks.lua")
 TRACKED = 200
 CONNECTIONS = 16
 THREADS = 2
-GUNICORN_THREADS = Settings().threads
+SERVER_THREADS = Settings().threads
 
 
 def _requests_file(path: Path, secret: str, count: int) -> None:
@@ -158,17 +158,9 @@ def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "1",
-            "--threads",
-            str(GUNICORN_THREADS),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
+            "waitress",
+            f"--threads={SERVER_THREADS}",
+            f"--listen=127.0.0.1:{port}",
             "bench.bare_app:app",
         ],
         cwd=ROOT,
@@ -185,7 +177,7 @@ def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
         except requests.RequestException:
             time.sleep(0.1)
     stop_process(process)
-    raise RuntimeError("the bare gunicorn server did not start")
+    raise RuntimeError("the bare waitress server did not start")
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -194,7 +186,8 @@ def run(quick: bool) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     try:
         profile = Profile(payments=0, webhooks=False, first_delay_s=3600, outage_s=0)
-        with run_stack(profile) as stack:
+        env = {"RECONCILER_THREADS": str(SERVER_THREADS)}
+        with run_stack(profile, service_env=env) as stack:
             for i in range(TRACKED):
                 response = stack.http.post(
                     f"{stack.service_url}/v1/payments",
@@ -214,7 +207,7 @@ def run(quick: bool) -> dict[str, Any]:
             _requests_file(path, stack.webhook_secret, count)
             say(f"webhooks: reconciler serve, {duration} s...")
             service = _load(stack.service_url, path, duration)
-        say(f"webhooks: bare gunicorn 'return 200', {duration} s...")
+        say(f"webhooks: bare waitress 'return 200', {duration} s...")
         port = free_port()
         bare = _bare_server(port, workdir)
         try:
@@ -226,7 +219,7 @@ def run(quick: bool) -> dict[str, Any]:
     return {
         "duration_s": duration,
         "connections": CONNECTIONS,
-        "gunicorn": f"gthread, 1 worker, {GUNICORN_THREADS} threads",
+        "server": f"waitress, 1 process, {SERVER_THREADS} threads",
         "service": service,
         "bare": baseline,
         "ratios": {
@@ -238,7 +231,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        f"webhook ingestion ({result['gunicorn']}, {result['connections']} connections, "
+        f"webhook ingestion ({result['server']}, {result['connections']} connections, "
         f"{result['duration_s']} s, client {result['service']['client']})"
     ]
     for name in ("service", "bare"):

@@ -1,15 +1,51 @@
-"""How to reach the database: engines with the right per-dialect settings, and sessions."""
+"""How to reach the database: engines with the right per-dialect settings, and sessions.
+
+Waiting: the sweep may wait up to `BUSY_TIMEOUT_S` for a lock, but a request must not (a
+client would rather get a 503 and retry): inside `request_waits()` a transaction waits at
+most `REQUEST_WAIT_S` for SQLite's write lock, a PostgreSQL lock or a statement.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_S = 30
+REQUEST_WAIT_S = 3.0
+_wait_s: ContextVar[float] = ContextVar("reconciler_db_wait_s", default=BUSY_TIMEOUT_S)
+
+
+@contextmanager
+def request_waits(seconds: float = REQUEST_WAIT_S) -> Iterator[None]:
+    """Bound how long transactions begun in this context wait for locks and statements."""
+    token = _wait_s.set(seconds)
+    try:
+        yield
+    finally:
+        _wait_s.reset(token)
+
+
+def set_request_wait(seconds: float = REQUEST_WAIT_S) -> Any:
+    """Start bounding waits in this thread's context; pass the token to `reset_wait`."""
+    return _wait_s.set(seconds)
+
+
+def reset_wait(token: Any) -> None:
+    _wait_s.reset(token)
+
+
+class DatabaseFileChanged(sqlite3.OperationalError):
+    """The SQLite file this process opened was deleted or replaced under it."""
 
 
 class _QueuedWriterConnection(sqlite3.Connection):
@@ -24,12 +60,18 @@ class _QueuedWriterConnection(sqlite3.Connection):
     write_lock: threading.Lock  # set per engine, see _connection_class
     _holds_lock = False
 
-    def begin_queued(self) -> None:
+    _busy_ms = BUSY_TIMEOUT_S * 1000
+
+    def begin_queued(self, wait_s: float) -> None:
         # The same bound as SQLite's own busy timeout: a stuck writer is an error, not a hang.
-        if not self.write_lock.acquire(timeout=BUSY_TIMEOUT_S):
+        if not self.write_lock.acquire(timeout=wait_s):
             raise sqlite3.OperationalError("database is locked (queued writer timed out)")
         self._holds_lock = True
         try:
+            busy_ms = int(wait_s * 1000)
+            if busy_ms != self._busy_ms:
+                self.execute(f"PRAGMA busy_timeout={busy_ms}")
+                self._busy_ms = busy_ms
             self.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._release()
@@ -65,9 +107,65 @@ def _connection_class() -> type[_QueuedWriterConnection]:
     )
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and in-memory ones)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def prepare_sqlite_file(url: str) -> None:
+    """Create the database file readable by its owner only (0600), or tighten it.
+
+    It holds raw webhook bodies. SQLite creates the WAL and shared-memory files with the
+    database file's permissions, so those follow.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if name.stat().st_uid == os.getuid() and name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+        except FileNotFoundError:
+            continue
+
+
+_file_ids: weakref.WeakKeyDictionary[Engine, tuple[Path, tuple[int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def file_problem(engine: Engine) -> str | None:
+    """Say what happened to the SQLite file this engine opened, if it was deleted or replaced."""
+    known = _file_ids.get(engine)
+    if known is None:
+        return None
+    path, identity = known
+    now = _file_id(path)
+    if now is None:
+        return f"database file {path.name} was deleted"
+    if now != identity:
+        return f"database file {path.name} was replaced"
+    return None
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and queued writers."""
     if url.startswith("sqlite"):
+        prepare_sqlite_file(url)
         engine = create_engine(
             url,
             connect_args={
@@ -77,15 +175,37 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             },
         )
         _configure_sqlite(engine)
+        path = sqlite_path(url)
+        identity = _file_id(path) if path is not None else None
+        if path is not None and identity is not None:
+            _file_ids[engine] = (path, identity)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         # A burst may borrow a few more; past that, requests wait for a connection.
         max_overflow=max(2, pool_size // 2),
         pool_pre_ping=True,
+        # A server that does not answer at all is an error in seconds, not a hang.
+        connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
         future=True,
     )
+    if engine.dialect.name == "postgresql":
+        _configure_postgres(engine)
+    return engine
+
+
+def _configure_postgres(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        wait_s = _wait_s.get()
+        if wait_s < BUSY_TIMEOUT_S:
+            # Inside a request: a lock held elsewhere or a stuck statement is a quick 503.
+            ms = int(wait_s * 1000)
+            conn.exec_driver_sql(
+                f"SELECT set_config('lock_timeout', '{ms}', true),"
+                f" set_config('statement_timeout', '{ms * 2}', true)"
+            )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -106,9 +226,13 @@ def _configure_sqlite(engine: Engine) -> None:
             # WAL readers see a snapshot and never wait for the writer.
             conn.exec_driver_sql("BEGIN DEFERRED")
             return
+        # A write to a file that was deleted or replaced would be acknowledged and lost.
+        problem = file_problem(engine)
+        if problem is not None:
+            raise DatabaseFileChanged(problem)
         # Take the write lock up front: a deferred transaction that later writes can fail
         # with SQLITE_BUSY instead of waiting, which would lose a webhook under load.
-        conn.connection.dbapi_connection.begin_queued()
+        conn.connection.dbapi_connection.begin_queued(_wait_s.get())
 
 
 READ_ONLY = "reconciler_read_only"

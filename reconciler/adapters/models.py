@@ -145,6 +145,8 @@ class WebhookInbox(Base):
     event_type: Mapped[str] = mapped_column(String(100))
     gateway_payment_id: Mapped[str | None] = mapped_column(String(200))
     raw_body: Mapped[bytes] = mapped_column(LargeBinary)
+    # SHA-256 of the raw body: the same signed body is one event, whatever id comes with it.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
     # The verified, parsed report, kept so an orphan can be applied at registration.
     status: Mapped[str | None] = mapped_column(String(16))
     gateway_status: Mapped[str | None] = mapped_column(String(64))
@@ -157,6 +159,7 @@ class WebhookInbox(Base):
 
     __table_args__ = (
         UniqueConstraint("gateway", "gateway_event_id"),
+        UniqueConstraint("gateway", "body_sha256"),
         # Orphans (events for payments not registered yet) are looked up at registration.
         Index(
             "ix_webhook_events_orphans",

@@ -8,7 +8,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -253,14 +266,12 @@ def payment_events(session: Session, payment_id: str) -> Sequence[PaymentEvent]:
 
 
 def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
-    """Store a webhook in the inbox once; None when this gateway event id is already there."""
+    """Store a webhook in the inbox once; None when this gateway event id or the same raw
+    body is already there (a replay under a new, unsigned event id is a duplicate too)."""
     insert = postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
     # Values go in as parameters, so the compiled statement is cached across deliveries.
-    stmt = (
-        insert(inbox)
-        .on_conflict_do_nothing(index_elements=["gateway", "gateway_event_id"])
-        .returning(inbox.c.id)
-    )
+    # No conflict target: either unique key, (gateway, event id) or (gateway, body hash).
+    stmt = insert(inbox).on_conflict_do_nothing().returning(inbox.c.id)
     return session.execute(stmt, values).scalar_one_or_none()
 
 
@@ -506,3 +517,19 @@ def revive_failed_deliveries(
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def probe_write(session: Session, now: datetime) -> None:
+    """Do what a writer does, for the caller to roll back: take the write locks, insert a row.
+
+    On SQLite the transaction already holds the write lock (BEGIN IMMEDIATE); on PostgreSQL
+    the tables' ROW EXCLUSIVE locks (what INSERT and UPDATE take) wait for anyone holding
+    them exclusively.
+    """
+    if _dialect(session) == "postgresql":
+        session.execute(
+            text("LOCK TABLE payments, payment_events, webhook_events IN ROW EXCLUSIVE MODE")
+        )
+    session.execute(
+        insert(SweepHeartbeat).values(owner="readyz-write-probe", finished_at=now, claimed=0)
+    )

@@ -102,13 +102,22 @@ def decide(
     last_event_at: datetime | None,
     report: Report,
 ) -> Decision:
-    """Judge one report against the payment's current status."""
+    """Judge one report against the payment's current status.
+
+    A report older than the last applied one (by the gateway's own event time) is stale
+    whatever it says, with one exception: money captured outranks everything, so a
+    `succeeded` is never dropped as stale while the payment is not `succeeded`.
+    """
+    older = (
+        report.occurred_at is not None
+        and last_event_at is not None
+        and report.occurred_at < last_event_at
+    )
+    captured = report.status is Status.SUCCEEDED and current is not Status.SUCCEEDED
+    if older and not captured and report.status is not current:
+        return Decision(Outcome.STALE, current, reason="older than the last applied report")
     if current is Status.PENDING and report.status is Status.PENDING:
-        if (
-            report.occurred_at is not None
-            and last_event_at is not None
-            and report.occurred_at < last_event_at
-        ):
+        if older:
             return Decision(Outcome.STALE, current, reason="older than the last applied report")
         if report.gateway_status == current_gateway_status:
             return Decision(Outcome.UNCHANGED, current)

@@ -6,7 +6,7 @@ from flask import Flask
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
-from reconciler.entrypoints import admin, api, endpoints, ops, problems, webhooks
+from reconciler.entrypoints import admin, api, dbtrouble, endpoints, ops, problems, webhooks
 from reconciler.entrypoints.metrics import Metrics
 from reconciler.services.sweep import Sweeper
 
@@ -29,6 +29,7 @@ def create_app(
     metrics.install(app)
     app.extensions["reconciler.metrics"] = metrics
     problems.install(app)
+    dbtrouble.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(endpoints.bp)
     app.register_blueprint(webhooks.bp)

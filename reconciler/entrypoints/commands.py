@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from flask import Flask
-from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger as GunicornLogger
 from sqlalchemy import text
 
 from reconciler.bootstrap import bootstrap
@@ -177,49 +173,10 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
     return app
 
 
-class _JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
-    """Send gunicorn's own messages through the root JSON handler, like every other log."""
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        self.error_log.handlers[:] = []
-        self.error_log.propagate = True
-
-
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self.settings = settings
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
-                self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return build_serving_app(self.settings, bind=str(self.options["bind"]))
-
-
 def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
-    """Migrate, then serve with gunicorn; each worker runs the in-process sweep."""
+    """Migrate, then serve (see entrypoints/server.py); each process runs the in-process sweep."""
+    from reconciler.entrypoints import server
+
     logs.configure(settings.log_level)
     upgrade(settings)
-    bind = f"{host or settings.host}:{port or settings.port}"
-    options = {
-        "bind": bind,
-        "workers": max(1, settings.workers),
-        "worker_class": "gthread",
-        "threads": int(os.environ.get("RECONCILER_THREADS", "8")),
-        "timeout": 60,
-        "graceful_timeout": 20,
-        "accesslog": None,
-        "errorlog": "-",
-        "logger_class": _JsonGunicornLogger,
-        "loglevel": settings.log_level.lower(),
-        # gunicorn's control socket lives at one path per user: replicas sharing a host
-        # would take it from each other, and nothing here uses it.
-        "control_socket_disable": True,
-    }
-    _Gunicorn(settings, options).run()
-    return 0
+    return server.serve(settings, host or settings.host, port or settings.port)

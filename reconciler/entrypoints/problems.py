@@ -9,7 +9,13 @@ from flask import Flask, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from reconciler.entrypoints.schemas import FieldError, Problem
-from reconciler.services.errors import ServiceError
+from reconciler.services.errors import (
+    Conflict,
+    GatewayUnavailable,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
 
 PROBLEM = "application/problem+json"
 # A 64 KB body can hold thousands of bad fields; echoing them all would amplify it.
@@ -55,6 +61,15 @@ def invalid(errors: Sequence[FieldError]) -> Response:
     return problem(400, "Invalid request", detail, errors=shown)
 
 
+# The one place a use case's refusal becomes an HTTP answer.
+SERVICE_ERRORS: dict[type[ServiceError], tuple[int, str]] = {
+    ValidationFailed: (400, "Invalid request"),
+    GatewayUnavailable: (400, "Gateway not configured"),
+    NotFound: (404, "Not found"),
+    Conflict: (409, "Conflict"),
+}
+
+
 def install(app: Flask) -> None:
     """Answer every error, including Flask's own 404/405/413, as problem+json."""
 
@@ -64,11 +79,12 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def _service_error(exc: ServiceError) -> Response:
-        if exc.status == 400:  # found by a use case, not a model: no field to name
+        status, title = SERVICE_ERRORS.get(type(exc), (400, "Bad request"))
+        if status == 400:  # found by a use case, not a model: no field to name
             return problem(
-                400, exc.title, exc.detail, errors=[FieldError(field=None, detail=exc.detail)]
+                400, title, exc.detail, errors=[FieldError(field=None, detail=exc.detail)]
             )
-        return problem(exc.status, exc.title, exc.detail)
+        return problem(status, title, exc.detail)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,11 +1,8 @@
-"""Errors the use cases raise; the HTTP layer maps each to a problem response."""
+"""Errors the use cases raise, named by what went wrong; the HTTP layer maps them to codes."""
 
 
 class ServiceError(Exception):
-    """Base class: `status` is the HTTP code the edge should answer with."""
-
-    status = 400
-    title = "Bad request"
+    """A use case refused: `detail` says why, in words fit for the caller."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -13,20 +10,16 @@ class ServiceError(Exception):
 
 
 class ValidationFailed(ServiceError):
-    status = 400
-    title = "Invalid request"
+    """The request names something that cannot be (a bad cursor, a state it is not in)."""
 
 
 class NotFound(ServiceError):
-    status = 404
-    title = "Not found"
+    """What the request names does not exist for this caller."""
 
 
 class Conflict(ServiceError):
-    status = 409
-    title = "Conflict"
+    """The request contradicts what is already there."""
 
 
 class GatewayUnavailable(ServiceError):
-    status = 400
-    title = "Gateway not configured"
+    """The gateway is not configured on this service."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) ->
         "event_type": event.event_type[:100],
         "gateway_payment_id": event.gateway_payment_id,
         "raw_body": body,
+        "body_sha256": hashlib.sha256(body).hexdigest(),
         "status": report.status.value if report else None,
         "gateway_status": report.gateway_status if report else None,
         "occurred_at": report.occurred_at if report else None,

@@ -18,9 +18,9 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.simulator import Simulator
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
+from support.simulator import Simulator
 from werkzeug.test import TestResponse
 
 from reconciler.bootstrap import bootstrap

@@ -209,15 +209,19 @@ def test_an_out_of_order_pending_report_does_not_rewind_the_gateway_status() -> 
 
 
 @pytest.mark.parametrize(
-    "order",
+    ("order", "flagged"),
     [
-        (Report(F, "failed", at(1)), Report(S, "succeeded", at(2))),
-        (Report(S, "succeeded", at(2)), Report(F, "failed", at(1))),
+        # A late authorisation: captured money wins, and a person looks.
+        ((Report(F, "failed", at(1)), Report(S, "succeeded", at(2))), True),
+        # The failure happened before the capture and merely arrived late: stale.
+        ((Report(S, "succeeded", at(2)), Report(F, "failed", at(1))), False),
+        # A failure after the capture contradicts it: kept, flagged.
+        ((Report(S, "succeeded", at(1)), Report(F, "failed", at(2))), True),
     ],
-    ids=["failed-then-succeeded", "succeeded-then-failed"],
+    ids=["failed-then-succeeded", "older-failure-arrives-late", "failure-after-capture"],
 )
-def test_failure_and_success_in_either_order_end_succeeded_and_flagged(
-    order: tuple[Report, Report],
+def test_failure_and_success_in_either_order_end_succeeded(
+    order: tuple[Report, Report], flagged: bool
 ) -> None:
     row = PaymentRow()
 
@@ -225,4 +229,14 @@ def test_failure_and_success_in_either_order_end_succeeded_and_flagged(
         row.apply(report)
 
     assert (row.status, row.gateway_status) == (S, "succeeded")
-    assert row.flagged
+    assert row.flagged is flagged
+
+
+def test_a_success_older_than_a_failure_still_wins() -> None:
+    row = PaymentRow()
+
+    row.apply(Report(F, "failed", at(2)))
+    decision = row.apply(Report(S, "succeeded", at(1)))
+
+    assert decision.outcome is Outcome.LATE_SUCCESS
+    assert (row.status, row.flagged) == (S, True)

@@ -236,7 +236,11 @@ def test_stripe_failed_attempt_event_carries_the_decline_in_detail(stripe: Strip
         last_payment_error=error,
     )
     event = stripe.parse_webhook(stripe_headers(body, STRIPE_SECRET), body, NOW)
-    assert event.detail == {"last_payment_error": error}
+    assert event.detail == {
+        "last_payment_error": error,
+        # The key the sync state reads for `sync.last_error`.
+        "attempt_error": "card_declined: Your card was declined.",
+    }
 
 
 def test_stripe_other_event_types_carry_no_report(stripe: StripeGateway) -> None:

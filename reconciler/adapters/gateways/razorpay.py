@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     CreateRequest,
     GatewayPayment,
@@ -153,13 +153,15 @@ class RazorpayGateway:
         if not self._secrets:
             raise InvalidSignature("no Razorpay webhook secret configured")
         given = signature.strip().lower()
+        if not given.isascii():
+            raise MalformedWebhook(f"{SIGNATURE_HEADER} is not hex")
         matches = [hmac.compare_digest(sign(secret, body), given) for secret in self._secrets]
         if not any(matches):
             raise InvalidSignature(f"{SIGNATURE_HEADER} matches no configured secret")
         event_id = header(headers, EVENT_ID_HEADER)
         if not event_id:
             raise MalformedWebhook(f"missing {EVENT_ID_HEADER} header")
-        return _parse_event(event_id.strip(), body)
+        return _parse_event(checks.identifier(event_id.strip(), EVENT_ID_HEADER), body)
 
     def _find_order(self, receipt: str, idempotency_key: str) -> dict[str, Any] | None:
         listing = self._send(
@@ -197,7 +199,7 @@ def _order_to_payment(order: Mapping[str, Any], *, occurred_at: datetime | None)
     order_id, gateway_status = order.get("id"), order.get("status")
     if not isinstance(order_id, str) or not isinstance(gateway_status, str):
         raise TransientError("Razorpay answered without an order id or status")
-    detail = {k: order[k] for k in ("amount_paid", "attempts") if k in order}
+    detail = checks.known_fields(order, ("amount_paid", "attempts"))
     return GatewayPayment(
         gateway_payment_id=order_id,
         gateway_status=gateway_status,
@@ -213,7 +215,7 @@ def _payment_to_payment(
     payment_id, gateway_status = payment.get("id"), payment.get("status")
     if not isinstance(payment_id, str) or not isinstance(gateway_status, str):
         raise TransientError("Razorpay answered without a payment id or status")
-    detail = {k: payment[k] for k in _PAYMENT_DETAIL_FIELDS if payment.get(k) not in (None, "", 0)}
+    detail = {k: v for k, v in checks.known_fields(payment, _PAYMENT_DETAIL_FIELDS).items() if v}
     return GatewayPayment(
         gateway_payment_id=payment_id,
         gateway_status=gateway_status,
@@ -228,22 +230,20 @@ def _entity(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     entity = wrapper.get("entity") if isinstance(wrapper, dict) else None
     if not isinstance(entity, dict):
         raise MalformedWebhook(f"event without payload.{name}.entity")
+    checks.identifier(entity.get("id"), f"payload.{name}.entity.id")
+    checks.status_word(entity.get("status"), f"payload.{name}.entity.status")
     return entity
 
 
 def _parse_event(event_id: str, body: bytes) -> WebhookEvent:
-    try:
-        event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedWebhook("body is not JSON") from None
-    if not isinstance(event, dict) or event.get("entity") != "event":
+    event = checks.load_object(body)
+    if event.get("entity") != "event":
         raise MalformedWebhook("body is not a Razorpay event")
-    event_type, payload, created = event.get("event"), event.get("payload"), event.get("created_at")
+    event_type, payload = event.get("event"), event.get("payload")
     if not isinstance(event_type, str) or not isinstance(payload, dict):
         raise MalformedWebhook("event without event name or payload")
-    if not isinstance(created, int) or isinstance(created, bool):
-        raise MalformedWebhook("event without a created_at timestamp")
-    occurred_at = datetime.fromtimestamp(created, UTC)
+    event_type = checks.status_word(event_type, "event")
+    occurred_at = checks.epoch_seconds(event.get("created_at"), "created_at")
     try:
         if event_type in PAYMENT_EVENTS:
             payment = _payment_to_payment(_entity(payload, "payment"), occurred_at=occurred_at)

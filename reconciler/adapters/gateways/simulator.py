@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from urllib.parse import quote
 import requests
 from standardwebhooks import Webhook
 
+from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     CreateRequest,
     GatewayPayment,
@@ -39,6 +39,8 @@ STATUS_MAP: dict[str, Status] = {
     "failed": Status.FAILED,
     "canceled": Status.CANCELED,
 }
+
+DETAIL_FIELDS = ("amount", "currency", "reference")
 
 ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER = (
     "webhook-id",
@@ -69,14 +71,11 @@ def parse_signatures(value: str) -> list[bytes]:
 
 
 def parse_timestamp(value: str) -> datetime:
-    """Read an RFC 3339 timestamp; it must carry a UTC offset."""
+    """Read an RFC 3339 timestamp; it must carry a UTC offset and lie in 2000-2100."""
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without a UTC offset: {value!r}")
-    return moment.astimezone(UTC)
+        return checks.rfc3339(value, "timestamp")
+    except MalformedWebhook as exc:
+        raise ValueError(f"{exc}: {value[:40]!r}") from None
 
 
 class SimulatorGateway:
@@ -141,9 +140,8 @@ class SimulatorGateway:
         raw_signature = header(headers, SIGNATURE_HEADER)
         if not msg_id or not raw_timestamp or not raw_signature:
             raise MalformedWebhook("missing webhook-id, webhook-timestamp or webhook-signature")
-        if not (raw_timestamp.strip().isascii() and raw_timestamp.strip().isdigit()):
-            raise MalformedWebhook(f"{TIMESTAMP_HEADER} is not an integer")
-        timestamp = int(raw_timestamp)
+        msg_id = checks.identifier(msg_id, ID_HEADER)
+        timestamp = checks.epoch_header(raw_timestamp, TIMESTAMP_HEADER)
         signatures = parse_signatures(raw_signature)
         # Checked here against the injected `now`: the library's own check reads the wall clock.
         if abs(now.timestamp() - timestamp) > self._tolerance:
@@ -163,37 +161,23 @@ class SimulatorGateway:
         matches = [hmac.compare_digest(e, s) for e in expected for s in signatures]
         if not any(matches):
             raise InvalidSignature("no v1 signature matches a configured secret")
-        return self._parse_event(msg_id, text)
+        return self._parse_event(msg_id, body)
 
-    def _parse_event(self, event_id: str, text: str) -> WebhookEvent:
-        try:
-            event = json.loads(text)
-        except ValueError:
-            raise MalformedWebhook("body is not JSON") from None
-        if not isinstance(event, dict):
-            raise MalformedWebhook("body is not a JSON object")
+    def _parse_event(self, event_id: str, body: bytes) -> WebhookEvent:
+        event = checks.load_object(body)
         event_type, data = event.get("type"), event.get("data")
         if not isinstance(event_type, str) or not event_type:
             raise MalformedWebhook("event without a type")
+        event_type = checks.status_word(event_type, "type")
         if not event_type.startswith("payment."):
             return WebhookEvent(event_id, event_type, None, None)
         if not isinstance(data, dict):
             raise MalformedWebhook("payment event without data")
-        payment_id, gateway_status, updated_at = (
-            data.get(k) for k in ("id", "status", "updated_at")
-        )
-        if not isinstance(payment_id, str) or not payment_id:
-            raise MalformedWebhook("payment event without data.id")
-        if not isinstance(gateway_status, str) or not gateway_status:
-            raise MalformedWebhook("payment event without data.status")
-        if not isinstance(updated_at, str):
-            raise MalformedWebhook("payment event without data.updated_at")
-        try:
-            occurred_at = parse_timestamp(updated_at)
-        except ValueError as exc:
-            raise MalformedWebhook(str(exc)) from None
+        payment_id = checks.identifier(data.get("id"), "data.id")
+        gateway_status = checks.status_word(data.get("status"), "data.status")
+        occurred_at = checks.rfc3339(data.get("updated_at"), "data.updated_at")
         report = Report(map_status(gateway_status), gateway_status, occurred_at)
-        return WebhookEvent(event_id, event_type, payment_id, report, detail=data)
+        return WebhookEvent(event_id, event_type, payment_id, report, detail=_detail(data))
 
     def _to_payment(self, body: Mapping[str, Any]) -> GatewayPayment:
         payment_id, gateway_status = body.get("id"), body.get("status")
@@ -211,5 +195,10 @@ class SimulatorGateway:
             gateway_status=gateway_status,
             status=map_status(gateway_status),
             occurred_at=occurred_at,
-            detail=dict(body),
+            detail=_detail(body),
         )
+
+
+def _detail(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What the timeline keeps of a simulator payment: the fields it knows, nothing else."""
+    return checks.known_fields(data, DETAIL_FIELDS)

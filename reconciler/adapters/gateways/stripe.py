@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     AuthError,
     CreateRequest,
@@ -61,11 +61,10 @@ def parse_signature_header(value: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            try:
-                timestamp = int(val)
-            except ValueError:
-                raise MalformedWebhook(f"{SIGNATURE_HEADER} timestamp is not an integer") from None
+            timestamp = checks.epoch_header(val, f"{SIGNATURE_HEADER} timestamp")
         elif key == "v1" and val:
+            if not val.isascii():
+                raise MalformedWebhook(f"{SIGNATURE_HEADER} v1 signature is not hex")
             signatures.append(val)
     if timestamp is None:
         raise MalformedWebhook(f"{SIGNATURE_HEADER} has no timestamp")
@@ -149,29 +148,27 @@ class StripeGateway:
         return self._parse_event(body)
 
     def _parse_event(self, body: bytes) -> WebhookEvent:
-        try:
-            event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedWebhook("body is not JSON") from None
-        if not isinstance(event, dict) or event.get("object") != "event":
+        event = checks.load_object(body)
+        if event.get("object") != "event":
             raise MalformedWebhook("body is not a Stripe event")
-        event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
+        event_id = checks.identifier(event.get("id"), "id")
+        event_type = checks.status_word(event.get("type"), "type")
+        occurred_at = checks.epoch_seconds(event.get("created"), "created")
         data = event.get("data")
-        if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
-            raise MalformedWebhook("event without id or type")
-        if not isinstance(created, int) or isinstance(created, bool):
-            raise MalformedWebhook("event without a created timestamp")
         if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise MalformedWebhook("event without data.object")
-        occurred_at = datetime.fromtimestamp(created, UTC)
         if not event_type.startswith("payment_intent."):
             return WebhookEvent(event_id, event_type, None, None)
         intent = data["object"]
-        if not isinstance(intent.get("id"), str) or not isinstance(intent.get("status"), str):
-            raise MalformedWebhook("payment_intent event without an intent id or status")
+        checks.identifier(intent.get("id"), "data.object.id")
+        checks.status_word(intent.get("status"), "data.object.status")
         payment = self._to_payment(intent, occurred_at=occurred_at)
+        detail = dict(payment.detail)
+        if payment.attempt_error:
+            # The decline in words, for `sync.last_error` (a poll carries it as attempt_error).
+            detail["attempt_error"] = payment.attempt_error
         return WebhookEvent(
-            event_id, event_type, payment.gateway_payment_id, payment.report(), payment.detail
+            event_id, event_type, payment.gateway_payment_id, payment.report(), detail
         )
 
     def _to_payment(
@@ -184,11 +181,10 @@ class StripeGateway:
         attempt_error = None
         error = intent.get("last_payment_error")
         if gateway_status == "requires_payment_method" and isinstance(error, dict):
-            detail["last_payment_error"] = {k: error[k] for k in _ERROR_FIELDS if k in error}
+            kept = checks.known_fields(error, _ERROR_FIELDS)
+            detail["last_payment_error"] = kept
             attempt_error = (
-                ": ".join(
-                    str(error[k]) for k in ("code", "decline_code", "message") if error.get(k)
-                )
+                ": ".join(str(kept[k]) for k in ("code", "decline_code", "message") if k in kept)
                 or "payment attempt failed"
             )
         return GatewayPayment(
