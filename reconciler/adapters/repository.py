@@ -350,17 +350,30 @@ def events_per_minute(
     return [(source, at, count) for source, at, count in session.execute(stmt)]
 
 
-def last_poll_failures(session: Session) -> dict[str, tuple[datetime, str]]:
-    """Each gateway's most recent poll failure still shown on a payment: (when, error)."""
+def last_poll_failures(
+    session: Session, *, ignore: Sequence[str] = ()
+) -> dict[str, tuple[datetime, str]]:
+    """Each gateway's most recent poll failure still shown on a payment: (when, error).
+
+    `ignore` names errors that were not a call's answer (a payment held back unpolled)."""
+    failed = (
+        Payment.last_error.is_not(None),
+        Payment.last_polled_at.is_not(None),
+        Payment.last_error.not_in(ignore),
+    )
     latest = (
         select(Payment.gateway, func.max(Payment.last_polled_at).label("at"))
-        .where(Payment.last_error.is_not(None), Payment.last_polled_at.is_not(None))
+        .where(*failed)
         .group_by(Payment.gateway)
         .subquery()
     )
-    stmt = select(Payment.gateway, Payment.last_polled_at, Payment.last_error).join(
-        latest,
-        (Payment.gateway == latest.c.gateway) & (Payment.last_polled_at == latest.c.at),
+    stmt = (
+        select(Payment.gateway, Payment.last_polled_at, Payment.last_error)
+        .join(
+            latest,
+            (Payment.gateway == latest.c.gateway) & (Payment.last_polled_at == latest.c.at),
+        )
+        .where(*failed)
     )
     found: dict[str, tuple[datetime, str]] = {}
     for gateway, at, error in session.execute(stmt):

@@ -17,6 +17,8 @@ from reconciler.services.payments import page_start
 HUMAN_STATES = (SyncState.NEEDS_REVIEW, SyncState.GAVE_UP)
 CHART_MINUTES = 60
 MAX_MATCHES = 20
+# What a payment held back by an open breaker (never called) shows as its last error.
+HELD_ERRORS = ("circuit open", "gateway not configured")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class BreakerView:
     gateway: str
     state: str  # a BreakerState value, or "unknown" when this process runs no sweep
     failures: int
+    opened_at: datetime | None
     open_until: datetime | None
     last_failure_at: datetime | None
     last_failure: str | None
@@ -70,7 +73,7 @@ def overview(ctx: Context, breakers: Mapping[str, CircuitBreaker]) -> Overview:
         counts = repository.events_per_minute(
             session, since=since, sources=(Source.POLL.value, Source.WEBHOOK.value)
         )
-        failures = repository.last_poll_failures(session)
+        failures = repository.last_poll_failures(session, ignore=HELD_ERRORS)
     return Overview(
         now=now,
         by_status={s.value: by_status.get(s.value, 0) for s in Status},
@@ -112,16 +115,19 @@ def _breakers(
     for gateway in gateways:
         breaker = breakers.get(gateway)
         failed_at, error = failures.get(gateway, (None, None))
+        is_open = breaker is not None and breaker.state is not BreakerState.CLOSED
+        until = breaker.open_until if breaker is not None and is_open else None
         views.append(
             BreakerView(
                 gateway=gateway,
                 state=breaker.state.value if breaker else "unknown",
                 failures=breaker.failures if breaker else 0,
-                open_until=(
-                    breaker.open_until
-                    if breaker and breaker.state is not BreakerState.CLOSED
+                opened_at=(
+                    until - timedelta(seconds=breaker.current_cooldown)
+                    if breaker is not None and until is not None
                     else None
                 ),
+                open_until=until,
                 last_failure_at=failed_at,
                 last_failure=error,
             )
