@@ -19,7 +19,7 @@ from flask import (
     request,
     url_for,
 )
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.wrappers import Response
 
@@ -28,6 +28,7 @@ from reconciler.domain.breaker import CircuitBreaker
 from reconciler.domain.status import Status
 from reconciler.entrypoints.serialize import rfc3339
 from reconciler.services import admin, operators
+from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError, ValidationFailed
 from reconciler.services.operators import Minute
 
@@ -80,10 +81,26 @@ def sweeper_breakers() -> Mapping[str, CircuitBreaker]:
 # --- Session: a signed, timed cookie keyed by the admin token -----------------------------
 
 
+class _ClockSigner(TimestampSigner):
+    """Stamp and check sessions by the service's clock (tests move it)."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self.clock().timestamp())
+
+
 def _serializer(token: str) -> URLSafeTimedSerializer:
     # Derived from the token, so rotating the token signs every session out.
     key = hmac.new(token.encode(), b"reconciler admin ui session", hashlib.sha256).digest()
-    return URLSafeTimedSerializer(key, salt="reconciler.admin_ui.session")
+    return URLSafeTimedSerializer(
+        key,
+        salt="reconciler.admin_ui.session",
+        signer=_ClockSigner,
+        signer_kwargs={"clock": _ctx().clock},
+    )
 
 
 def _read_session(token: str) -> dict[str, str] | None:
