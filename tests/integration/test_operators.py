@@ -13,6 +13,7 @@ from simhelpers import Simulator
 
 from reconciler.adapters.models import Payment, PaymentEvent
 from reconciler.bootstrap import Context, bootstrap
+from reconciler.entrypoints import admin_ui
 from reconciler.entrypoints.admin_ui import COOKIE, SESSION_MAX_AGE_S
 from reconciler.entrypoints.app import create_app
 from reconciler.services import operators
@@ -215,3 +216,22 @@ def test_find_matches_any_of_the_three_ids_across_merchants(
     payment, events = operators.timeline(ctx, mine)
     assert payment.merchant_reference == "order-7"
     assert [e.payment_id for e in events] == [mine] * len(events)
+
+
+def test_the_review_page_pages_with_the_apis_cursor(
+    ui: FlaskClient, merchant: MerchantAuth, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx: Context = ui.application.extensions["reconciler"]
+    monkeypatch.setattr(admin_ui, "PAGE_SIZE", 1)
+    ids = []
+    for n in range(2):
+        pid = register_payment(ui, merchant, f"sim_pay_page_{n}")
+        set_fields(ctx, pid, sync_state="gave_up")
+        ids.append(pid)
+        clock.advance(1)
+    first = signed_in(ui).get("/admin/ui/review").get_data(as_text=True)
+    assert ids[0] in first and ids[1] not in first
+    link = first.split('rel="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
+    second = ui.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert ids[1] in second and ids[0] not in second
+    assert 'rel="next"' not in second
