@@ -169,6 +169,7 @@ def _helpers() -> dict[str, Any]:
         "nav": NAV,
         "csrf_token": lambda: g.get("ui_csrf", ""),
         "ts": rfc3339,
+        "when": _when,
         "age": _age,
         "duration": _duration,
     }
@@ -377,6 +378,11 @@ def _duration(seconds: float | None) -> str:
             part = rest // smaller
             return f"{whole} {unit} {_duration(part * smaller)}" if part else f"{whole} {unit}"
     return f"{seconds} s"
+
+
+def _when(at: datetime | None) -> str:
+    """Format a time for people: `2026-11-28 10:00:03 UTC` (the markup keeps RFC 3339)."""
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if at is not None else ""
 
 
 def _age(when: datetime | None) -> str:
