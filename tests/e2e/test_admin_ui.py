@@ -195,6 +195,20 @@ def test_actions_without_a_session_are_refused(stack: Stack, action: str) -> Non
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
+def test_a_form_posted_after_the_session_is_gone_is_refused(page: Page, stack: Stack) -> None:
+    pid = stack.payments[1]["id"]
+    sign_in(page, stack)
+    page.goto(stack.ui(f"/payments/{pid}"))
+    page.context.clear_cookies()
+    form = page.locator("form[action$='/report']")
+    form.get_by_label("Note (where you read it)").fill("sent without a session")
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        form.get_by_role("button", name="Report").click()
+    assert answer.value.status == 403
+    events = stack.service.get(f"/v1/payments/{pid}/events", headers=stack.merchant).json()
+    assert all(e["detail"].get("note") != "sent without a session" for e in events["data"])
+
+
 def test_the_admin_token_in_a_header_does_not_open_the_page(stack: Stack) -> None:
     response = requests.get(stack.ui("/"), headers=stack.admin, timeout=10, allow_redirects=False)
     assert response.status_code == 303
