@@ -30,8 +30,17 @@ run: check-ports $(RUNTIME)
 rotate-dev-key: $(RUNTIME)
 	$(BIN)/python -m reconciler.entrypoints.devrun --rotate-key
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# Debian's chromium for the browser tests (tests/e2e/test_admin_ui.py): installed when root
+# (as CI runs); otherwise those tests skip and say how to install it.
+.PHONY: browser
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "chromium missing: browser tests will skip (as root: apt-get install -y chromium)"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench migrations

@@ -6,7 +6,16 @@ from flask import Flask
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
-from reconciler.entrypoints import admin, api, dbtrouble, endpoints, ops, problems, webhooks
+from reconciler.entrypoints import (
+    admin,
+    admin_ui,
+    api,
+    dbtrouble,
+    endpoints,
+    ops,
+    problems,
+    webhooks,
+)
 from reconciler.entrypoints.metrics import Metrics
 from reconciler.services.sweep import Sweeper
 
@@ -35,4 +44,5 @@ def create_app(
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin_ui.bp)
     return app
