@@ -1,4 +1,4 @@
-"""Keep why a payment needs review as a code; note since when an endpoint has been failing.
+"""Review reason as a code; since when an endpoint fails; timeline rows by time.
 
 Revision ID: 0006
 Revises: 0005
@@ -22,6 +22,8 @@ def upgrade() -> None:
     # A nullable column: adding it rewrites nothing, even on a large table.
     op.add_column("payments", sa.Column("review_code", sa.String(length=32), nullable=True))
     op.add_column("webhook_endpoints", sa.Column("failing_since", sa.DateTime(timezone=True)))
+    # The operator's page counts timeline rows per minute over the last hour.
+    op.create_index("ix_payment_events_recorded_at", "payment_events", ["recorded_at"])
     payments = sa.table(
         "payments",
         sa.column("review_code", sa.String),
@@ -41,6 +43,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payment_events_recorded_at", table_name="payment_events")
     with op.batch_alter_table("webhook_endpoints") as batch:
         batch.drop_column("failing_since")
     with op.batch_alter_table("payments") as batch:

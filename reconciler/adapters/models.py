@@ -125,7 +125,7 @@ class PaymentEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     payment_id: Mapped[str] = mapped_column(ForeignKey("payments.id"), index=True)
-    recorded_at: Mapped[datetime]
+    recorded_at: Mapped[datetime] = mapped_column(index=True)  # operators' per-minute chart
     source: Mapped[str] = mapped_column(String(16))
     outcome: Mapped[str] = mapped_column(String(16))
     from_status: Mapped[str] = mapped_column(String(16))

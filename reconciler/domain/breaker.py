@@ -34,6 +34,8 @@ class CircuitBreaker:
     open_until: datetime | None = None
     current_cooldown: float = 0.0
     opened_count: int = 0
+    last_failure: str | None = None  # what the last failed call said, for operators
+    last_failure_at: datetime | None = None
     _probe_out: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -61,10 +63,11 @@ class CircuitBreaker:
             self.open_until = None
             self._probe_out = False
 
-    def record_failure(self, now: datetime) -> None:
+    def record_failure(self, now: datetime, why: str | None = None) -> None:
         """Count a transient failure; open the breaker at the threshold or on a failed probe."""
         with self._lock:
             self.failures += 1
+            self.last_failure, self.last_failure_at = why, now
             if self.state is BreakerState.HALF_OPEN:
                 self._open(
                     now, min(self.max_cooldown, max(self.cooldown, self.current_cooldown * 2))
@@ -72,9 +75,10 @@ class CircuitBreaker:
             elif self.state is BreakerState.CLOSED and self.failures >= self.threshold:
                 self._open(now, self.cooldown)
 
-    def trip(self, now: datetime) -> None:
+    def trip(self, now: datetime, why: str | None = None) -> None:
         """Open the breaker at once (a configuration error such as rejected credentials)."""
         with self._lock:
+            self.last_failure, self.last_failure_at = why, now
             self._open(now, max(self.cooldown, self.current_cooldown * 2))
 
     def retry_at(self, now: datetime, rand: Random) -> datetime:

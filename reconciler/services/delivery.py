@@ -26,12 +26,10 @@ from reconciler.domain.delivery import (
     describe_failure,
 )
 from reconciler.services.context import Context
-from reconciler.services.engine import Signal
+from reconciler.services.engine import TARGET_BUSY, Signal
 from reconciler.services.notifications import delivery_job, disable_endpoint, store_attempt
 
 log = logging.getLogger(__name__)
-
-BUSY = "target busy"  # the engine's word for a row deferred behind its target's cap
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,7 @@ class Deliveries:
         if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return
         delivery.next_attempt_at = min(until, delivery.give_up_at)
-        if why != BUSY:
+        if why != TARGET_BUSY:
             delivery.last_error = f"endpoint {why}"
 
     def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:

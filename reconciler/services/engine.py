@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 
 # A row whose kind cannot call it (its gateway is not configured) is looked at again then.
 NOT_CALLABLE_HOLD_S = 60.0
+# Why a row was held without a call, as the engine tells `Kind.hold`.
+CIRCUIT_OPEN = "circuit open"
+NOT_CALLABLE = "not configured"
+TARGET_BUSY = "target busy"
 
 RowT = TypeVar("RowT")
 ResultT = TypeVar("ResultT")
@@ -253,7 +257,7 @@ class Engine:
         target = kind.target(row)
         if target is None:
             until = clock() + timedelta(seconds=NOT_CALLABLE_HOLD_S)
-            self._hold(kind, row, until, "not configured", clock(), report)
+            self._hold(kind, row, until, NOT_CALLABLE, clock(), report)
             return []
         cap = kind.max_in_flight_per_target
         with self._lock:
@@ -269,7 +273,7 @@ class Engine:
             report.deferred += 1
             delay = self.config.defer_s * (0.5 + 0.5 * self.rand())
             until = clock() + timedelta(seconds=delay)
-            self._hold(kind, row, until, "target busy", clock(), report, counted=False)
+            self._hold(kind, row, until, TARGET_BUSY, clock(), report, counted=False)
             return []
         slot = _Slot(kind, row, target)
         return [self._pool.submit(self._run, slot, clock, lease_until, report)]
@@ -287,25 +291,25 @@ class Engine:
             breaker = self.breaker(kind.name, target)
             if not breaker.allow(clock()):
                 until = breaker.retry_at(clock(), self.rand)
-                self._hold(kind, row, until, "circuit open", clock(), report)
+                self._hold(kind, row, until, CIRCUIT_OPEN, clock(), report)
                 return
             try:
                 result = kind.call(row)
             except Exception:  # a bug in a kind's call must not kill the engine
                 log.exception("call crashed", extra={"kind": kind.name, "target": target})
-                breaker.record_failure(clock())
+                breaker.record_failure(clock(), "the call crashed")
                 report.count(kind.name, target, "crashed")
                 return
             report.called += 1
             report.count(kind.name, target, kind.label(result))
             signal = kind.signal(result)
             if signal is Signal.TRIP:
-                breaker.trip(clock())
+                breaker.trip(clock(), kind.describe(result))
                 until = breaker.retry_at(clock(), self.rand)
                 self._hold(kind, row, until, kind.describe(result), clock(), report)
                 return
             if signal is Signal.FAILURE:
-                breaker.record_failure(clock())
+                breaker.record_failure(clock(), kind.describe(result))
             else:
                 breaker.record_success()
             self._store(kind, row, result, clock(), report)

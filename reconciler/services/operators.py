@@ -11,14 +11,16 @@ from reconciler.adapters.models import Payment, PaymentEvent
 from reconciler.domain.breaker import BreakerState, CircuitBreaker
 from reconciler.domain.status import Source, Status, SyncState
 from reconciler.services.context import Context
+from reconciler.services.engine import CIRCUIT_OPEN
 from reconciler.services.errors import NotFound, ValidationFailed
 from reconciler.services.payments import page_start
+from reconciler.services.polling import GATEWAY_NOT_CONFIGURED
 
 HUMAN_STATES = (SyncState.NEEDS_REVIEW, SyncState.GAVE_UP)
 CHART_MINUTES = 60
 MAX_MATCHES = 20
 # What a payment held back by an open breaker (never called) shows as its last error.
-HELD_ERRORS = ("circuit open", "gateway not configured")
+HELD_ERRORS = (CIRCUIT_OPEN, GATEWAY_NOT_CONFIGURED)  # a hold, not a call's answer
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,9 @@ def _breakers(
     for gateway in gateways:
         breaker = breakers.get(gateway)
         failed_at, error = failures.get(gateway, (None, None))
+        if breaker is not None and breaker.last_failure_at is not None:
+            # This process saw the failure itself: fresher than what rows still show.
+            failed_at, error = breaker.last_failure_at, breaker.last_failure
         is_open = breaker is not None and breaker.state is not BreakerState.CLOSED
         until = breaker.open_until if breaker is not None and is_open else None
         views.append(

@@ -22,12 +22,14 @@ from reconciler.domain.status import Outcome, Source, Status
 from reconciler.domain.sync import Held, NotKnown
 from reconciler.services import creation, gateway_calls
 from reconciler.services.context import Context
-from reconciler.services.engine import Signal
+from reconciler.services.engine import NOT_CALLABLE, Signal
 from reconciler.services.gateway_calls import Answer
 from reconciler.services.reports import apply_orphans, apply_report, record_event
 from reconciler.services.schedule import decide_and_store
 
 log = logging.getLogger(__name__)
+
+GATEWAY_NOT_CONFIGURED = "gateway not configured"
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class PaymentPolls:
         payment = repository.payment_for_update(session, row.id)
         if payment is None:
             return
-        words = "gateway not configured" if why == "not configured" else why
+        words = GATEWAY_NOT_CONFIGURED if why == NOT_CALLABLE else why
         decide_and_store(
             payment,
             Held(until=until, error=words),
