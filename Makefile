@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check reconciler tests bench migrations
 	$(BIN)/ruff format --check reconciler tests bench migrations
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix reconciler tests bench migrations

@@ -17,7 +17,9 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_S = 30
@@ -242,3 +244,26 @@ def make_sessionmaker(engine: Engine, *, read_only: bool = False) -> sessionmake
     """Make sessions; read-only ones skip SQLite's writer queue (they must not write)."""
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return sessionmaker(bind, expire_on_commit=False)
+
+
+# What database trouble looks like to a caller: locked, timed out, down, gone.
+TROUBLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,  # locked, timed out, connection refused or lost
+    sa_exc.InterfaceError,  # a connection closed under us
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+    sqlite3.OperationalError,  # raised inside the begin hook (queued writer, file replaced)
+    psycopg.OperationalError,
+)
+
+
+def describe(exc: BaseException) -> str:
+    """Name the trouble without the driver's full message (it may carry addresses)."""
+    original: Any = getattr(exc, "orig", None) or exc
+    if isinstance(original, DatabaseFileChanged):
+        return str(original)
+    text = str(original).lower()
+    if "locked" in text or "lock timeout" in text:
+        return "locked"
+    if "statement timeout" in text or "canceling statement" in text:
+        return "timed out"
+    return type(original).__name__

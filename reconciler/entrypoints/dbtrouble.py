@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
-from typing import Any
 
-import psycopg
 from flask import Flask, Response, g
-from sqlalchemy import exc as sa_exc
 
 from reconciler.adapters import db
+from reconciler.adapters.db import TROUBLE, describe
 from reconciler.entrypoints.problems import problem
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2
-TROUBLE: tuple[type[Exception], ...] = (
-    sa_exc.OperationalError,  # locked, timed out, connection refused or lost
-    sa_exc.InterfaceError,  # a connection closed under us
-    sa_exc.TimeoutError,  # no pooled connection came free in time
-    sqlite3.OperationalError,  # raised inside the begin hook (queued writer, file replaced)
-    psycopg.OperationalError,
-)
 
 
 def unavailable(reason: str) -> Response:
@@ -40,19 +30,6 @@ def unavailable(reason: str) -> Response:
     )
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
-
-
-def describe(exc: BaseException) -> str:
-    """Name the trouble without the driver's full message (it may carry addresses)."""
-    original: Any = getattr(exc, "orig", None) or exc
-    if isinstance(original, db.DatabaseFileChanged):
-        return str(original)
-    text = str(original).lower()
-    if "locked" in text or "lock timeout" in text:
-        return "locked"
-    if "statement timeout" in text or "canceling statement" in text:
-        return "timed out"
-    return type(original).__name__
 
 
 def install(app: Flask) -> None:

@@ -8,7 +8,7 @@ seconds)`; until the sweep calls it itself, `instrument` wraps each gateway in a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TypeVar
 
@@ -23,12 +23,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import (
     AuthError,
     CreateRequest,
     Gateway,
     GatewayPayment,
+    Headers,
     NotFoundError,
     RequestRejected,
     TransientError,
@@ -37,6 +37,7 @@ from reconciler.adapters.gateways.base import (
 from reconciler.bootstrap import Context
 from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
+from reconciler.services import health
 from reconciler.services.sweep import Sweeper, SweepReport
 
 # A `_created` gauge beside every counter and histogram doubles the series for nothing
@@ -192,7 +193,7 @@ class TimedGateway:
     def create_payment(self, request: CreateRequest) -> GatewayPayment:
         return self._timed("create", lambda: self.inner.create_payment(request))
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+    def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         return self.inner.parse_webhook(headers, body, now)
 
     def _timed(self, operation: str, call: Callable[[], T]) -> T:
@@ -216,10 +217,8 @@ class TableCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self.ctx.clock()
-        with self.ctx.read() as session:
-            states = repository.count_by_sync_state(session)
-            backlog = repository.due_backlog(session, now)
-            oldest = repository.oldest_pending_created_at(session)
+        stats = health.table_stats(self.ctx, now)
+        states, backlog, oldest = stats.by_sync_state, stats.due, stats.oldest_pending_created_at
         by_state = GaugeMetricFamily(
             "reconciler_payments", "Payments by sync state", labels=["sync_state"]
         )

@@ -5,11 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from reconciler.adapters import db, repository
 from reconciler.bootstrap import Context
-from reconciler.entrypoints.dbtrouble import TROUBLE, describe
 from reconciler.entrypoints.openapi import spec
 from reconciler.entrypoints.serialize import rfc3339
+from reconciler.services import health
 
 bp = Blueprint("ops", __name__)
 
@@ -25,19 +24,10 @@ def readyz() -> tuple[Response, int]:
     """Say whether the database takes writes now and a sweep finished recently."""
     ctx: Context = current_app.extensions["reconciler"]
     now = ctx.clock()
-    changed = db.file_problem(ctx.engine)
-    if changed is not None:
-        return jsonify({"status": "unavailable", "database": changed}), 503
-    session = ctx.sessions()
-    try:
-        # A write transaction that is rolled back: proves the locks and the file take writes.
-        last = repository.last_sweep_at(session)
-        repository.probe_write(session, now)
-    except TROUBLE as exc:
-        return jsonify({"status": "unavailable", "database": f"error: {describe(exc)}"}), 503
-    finally:
-        session.rollback()
-        session.close()
+    ready = health.readiness(ctx)
+    if ready.problem is not None:
+        return jsonify({"status": "unavailable", "database": ready.problem}), 503
+    last = ready.last_sweep_at
     checks = {"database": "ok", "last_sweep_at": rfc3339(last)}
     if ctx.settings.sweep_enabled:
         age = (now - last).total_seconds() if last else None

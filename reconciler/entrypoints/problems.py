@@ -14,7 +14,9 @@ from reconciler.services.errors import (
     GatewayUnavailable,
     NotFound,
     ServiceError,
+    SignatureRejected,
     ValidationFailed,
+    WebhookUnreadable,
 )
 
 PROBLEM = "application/problem+json"
@@ -67,6 +69,8 @@ SERVICE_ERRORS: dict[type[ServiceError], tuple[int, str]] = {
     GatewayUnavailable: (400, "Gateway not configured"),
     NotFound: (404, "Not found"),
     Conflict: (409, "Conflict"),
+    SignatureRejected: (401, "Invalid signature"),
+    WebhookUnreadable: (400, "Malformed webhook"),
 }
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from reconciler.adapters.gateways.base import InvalidSignature, MalformedWebhook
 from reconciler.bootstrap import Context
 from reconciler.entrypoints.bodies import read_body
-from reconciler.entrypoints.problems import problem
+from reconciler.services.errors import SignatureRejected, WebhookUnreadable
 from reconciler.services.webhooks import ingest_webhook
 
 bp = Blueprint("webhooks", __name__)
@@ -20,13 +19,13 @@ def receive(gateway: str) -> Response:
     metrics = current_app.extensions["reconciler.metrics"]
     body = read_body(ctx.settings.max_body_bytes)
     try:
-        result = ingest_webhook(ctx, gateway, dict(request.headers), body)
-    except InvalidSignature as exc:
+        result = ingest_webhook(ctx, gateway, request.headers, body)
+    except SignatureRejected:
         metrics.webhook(gateway, "invalid_signature")
-        return problem(401, "Invalid signature", str(exc) or "signature verification failed")
-    except MalformedWebhook as exc:
+        raise
+    except WebhookUnreadable:
         metrics.webhook(gateway, "malformed")
-        return problem(400, "Malformed webhook", str(exc) or "the webhook cannot be read")
+        raise
     metrics.webhook(gateway, result.result.value)
     return jsonify(
         {

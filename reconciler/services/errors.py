@@ -23,3 +23,11 @@ class Conflict(ServiceError):
 
 class GatewayUnavailable(ServiceError):
     """The gateway is not configured on this service."""
+
+
+class SignatureRejected(ServiceError):
+    """A webhook's signature does not match, or its timestamp is outside the tolerance."""
+
+
+class WebhookUnreadable(ServiceError):
+    """A webhook's body or signature header cannot be read."""

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from reconciler.adapters import repository
-from reconciler.adapters.gateways.base import MalformedWebhook, WebhookEvent
+from reconciler.adapters.gateways.base import (
+    Headers,
+    InvalidSignature,
+    MalformedWebhook,
+    WebhookEvent,
+)
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
 from reconciler.services.context import Context
-from reconciler.services.errors import NotFound
+from reconciler.services.errors import NotFound, SignatureRejected, WebhookUnreadable
 from reconciler.services.reports import apply_webhook, record_event
 
 log = logging.getLogger(__name__)
@@ -35,23 +39,26 @@ class Ingested:
     outcome: str | None = None
 
 
-def ingest_webhook(
-    ctx: Context, gateway_name: str, headers: Mapping[str, str], body: bytes
-) -> Ingested:
+def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: bytes) -> Ingested:
     """Verify a delivery and store and apply it in one transaction.
 
-    Raises InvalidSignature / MalformedWebhook from the adapter before anything is
-    stored. A second delivery of the same gateway event id changes no payment; it is
-    noted on the timeline as a duplicate.
+    Raises SignatureRejected / WebhookUnreadable before anything is stored. A second
+    delivery of the same gateway event id changes no payment; it is noted on the
+    timeline as a duplicate. `headers` is a case-insensitive mapping (Flask's).
     """
     gateway = ctx.gateways.get(gateway_name)
     if gateway is None:
         known = "is not configured" if gateway_name in GATEWAYS else "is unknown"
         raise NotFound(f"gateway {gateway_name!r} {known}")
     now = ctx.clock()
-    event = gateway.parse_webhook(headers, body, now)
+    try:
+        event = gateway.parse_webhook(headers, body, now)
+    except InvalidSignature as exc:
+        raise SignatureRejected(str(exc) or "signature verification failed") from None
+    except MalformedWebhook as exc:
+        raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
-        raise MalformedWebhook("event or payment id longer than 200 characters")
+        raise WebhookUnreadable("event or payment id longer than 200 characters")
     sched = ctx.scheduling(gateway_name)
     with ctx.sessions.begin() as session:
         entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -94,6 +94,14 @@ class MalformedWebhook(Exception):
     """The webhook's body or signature header cannot be read."""
 
 
+class Headers(Protocol):
+    """Request headers as the web framework hands them over (Flask's, or a plain dict)."""
+
+    def keys(self) -> Iterable[str]: ...
+
+    def __getitem__(self, key: str) -> str: ...
+
+
 class Gateway(Protocol):
     """What every gateway adapter offers."""
 
@@ -107,6 +115,6 @@ class Gateway(Protocol):
         """Fetch the payment's current status."""
         ...
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+    def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         """Verify the signature on the raw body, then parse the event."""
         ...

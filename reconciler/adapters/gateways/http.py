@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from requests.structures import CaseInsensitiveDict
 
 from reconciler.adapters.gateways.base import (
     AuthError,
+    Headers,
     NotFoundError,
     RequestRejected,
     TransientError,
@@ -77,10 +78,9 @@ def json_body(response: requests.Response) -> dict[str, Any]:
     return body
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Read a header whatever its case (a plain dict is not case-insensitive)."""
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
+def header(headers: Headers, name: str) -> str | None:
+    """Read a header whatever its case (Flask's headers are; a plain dict in a test is not)."""
+    lookup: CaseInsensitiveDict[str] = CaseInsensitiveDict(
+        {key: headers[key] for key in headers.keys()}  # noqa: SIM118 (Flask iterates pairs)
+    )
+    return lookup.get(name)

@@ -24,6 +24,7 @@ from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     CreateRequest,
     GatewayPayment,
+    Headers,
     InvalidSignature,
     MalformedWebhook,
     NotFoundError,
@@ -141,7 +142,7 @@ class RazorpayGateway:
         )
         return _order_to_payment(order, occurred_at=None)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+    def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         """Verify `X-Razorpay-Signature` on the raw body, then parse the event.
 
         The signature covers no timestamp, so there is no replay window to check: a replayed

@@ -22,6 +22,7 @@ from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     CreateRequest,
     GatewayPayment,
+    Headers,
     InvalidSignature,
     MalformedWebhook,
     NotFoundError,
@@ -133,7 +134,7 @@ class SimulatorGateway:
         )
         return self._to_payment(json_body(response))
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+    def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         """Verify the Standard Webhooks signature against `now` and every secret, then parse."""
         msg_id = header(headers, ID_HEADER)
         raw_timestamp = header(headers, TIMESTAMP_HEADER)

@@ -22,6 +22,7 @@ from reconciler.adapters.gateways.base import (
     CreateRequest,
     GatewayError,
     GatewayPayment,
+    Headers,
     InvalidSignature,
     MalformedWebhook,
     NotFoundError,
@@ -128,7 +129,7 @@ class StripeGateway:
         )
         return self._to_payment(intent, occurred_at=None)
 
-    def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> WebhookEvent:
+    def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         """Verify `Stripe-Signature` on the raw body and the timestamp window, then parse."""
         raw_header = header(headers, SIGNATURE_HEADER)
         if not raw_header:
