@@ -5,7 +5,7 @@
 #
 # Without RECONCILER_DATABASE_URL it runs on SQLite in /app (one replica, data lost with
 # the container unless /app is a volume). `reconciler serve` migrates the database (the
-# migrations ship inside the package), then serves the API with gunicorn and the sweep
+# migrations ship inside the package), then serves the API with waitress and the sweep
 # running in-process. Any RECONCILER_<NAME>_FILE=<path> is read into RECONCILER_<NAME>
 # (docker/entrypoint.sh), for secrets mounted as files.
 

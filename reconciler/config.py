@@ -1,5 +1,7 @@
 """Settings: every `RECONCILER_*` variable declared once, read into one frozen object.
 
+Longer than most modules: every setting is declared here, once, on purpose.
+
 Each setting is one dataclass field: its default, its variable and its help are written
 there and nowhere else; `from_env` reads them, `child_env` writes them back for a child
 process, and the CLI's help quotes them. A small declarative reader rather than
@@ -90,7 +92,7 @@ class Settings:
     sweep_interval_s: float = setting(1.0, "seconds between sweeps (fractions allowed)")
     host: str = setting("127.0.0.1", "address `serve` binds")
     port: int = setting(8000, "port `serve` binds")
-    workers: int = setting(1, "gunicorn worker processes")
+    workers: int = setting(1, "server worker processes")
     threads: int = setting(8, "request threads per worker")
     sweep_enabled: bool = setting(True, "run the sweep inside `serve`")
     sweep_batch_size: int = setting(200, "payments claimed per sweep")

@@ -1,4 +1,7 @@
-"""Every query the service makes. Callers name an intent; only this module builds SQL."""
+"""Every query the service makes. Callers name an intent; only this module builds SQL.
+
+Longer than most modules on purpose: every query the service makes is here (STYLE).
+"""
 
 from __future__ import annotations
 

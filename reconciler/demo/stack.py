@@ -108,7 +108,7 @@ def simulator_args(profile: Profile, webhook_url: str) -> list[str]:
 
 
 def stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    """Stop a child we started (its whole process group: gunicorn has workers)."""
+    """Stop a child we started (its whole process group: the server may have workers)."""
     if process is None or process.poll() is not None:
         return
     try:

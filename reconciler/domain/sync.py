@@ -1,5 +1,7 @@
 """The sync decision: what a payment's polling schedule becomes after something happens.
 
+Longer than most modules: the eight events and the one decision are read together.
+
 One pure function, `decide_sync`, takes the payment's current sync fields, what just
 happened (a `SyncEvent`), the gateway's poll policy, `now` and a random source, and
 returns the whole new sync state. Services store the decision; nothing else writes the

@@ -1,4 +1,7 @@
-"""The operator's page under `/admin/ui`: server-rendered, signed in with the admin token."""
+"""The operator's page under `/admin/ui`: server-rendered, signed in with the admin token.
+
+Longer than most modules: one blueprint with its session, CSRF and pages.
+"""
 
 from __future__ import annotations
 

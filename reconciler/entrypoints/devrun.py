@@ -57,7 +57,7 @@ def port_problems(settings: Settings) -> list[str]:
 def port_is_free(host: str, port: int) -> bool:
     """Say whether a listener could bind this port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Lets a port in TIME_WAIT count as free, as it is for gunicorn; a listener still wins.
+        # Lets a port in TIME_WAIT count as free, as it is for the server; a listener still wins.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

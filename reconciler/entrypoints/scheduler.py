@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class SweepJob:
     """Run the sweep every interval; only one process per host and database sweeps at once.
 
-    Several gunicorn workers (or a Werkzeug reloader's two processes) may each start a
+    Several server workers (or a Werkzeug reloader's two processes) may each start a
     scheduler: the claim makes that safe anyway, and an advisory file lock keeps all but
     one of them idle, so one host does not multiply its gateway traffic.
     """

@@ -1,5 +1,7 @@
 """The production HTTP server: waitress, with deadlines for slow clients and a clean stop.
 
+Longer than most modules: the server, its limits and its signal handling are one lifecycle.
+
 Why waitress: its I/O thread reads a whole request (headers and body) before a worker
 thread takes it, so a client that trickles its headers or body costs one socket and a
 buffer, never one of the request threads. A request that is not complete within

@@ -1,5 +1,7 @@
 """A per-row backoff engine: claim due rows of a kind under a lease, call, decide, store.
 
+Longer than most modules: the kind protocol and the engine that drives it belong together.
+
 The engine knows nothing about payments. A *kind* of work names its queue (which table
 and columns, declared in the repository), and brings four small pieces: how to read a
 claimed row, whom a row calls (the breaker's target), the call itself, and how to store

@@ -1,5 +1,7 @@
 """The simulator's memory: its clock, the payments with their drawn lives, and every API call.
 
+Longer than most modules: the simulated gateway's whole ground truth lives here.
+
 All of it sits behind one lock. A payment's status is never stored: it is read from the
 life drawn at creation and the simulator clock, so moving the clock settles payments.
 """

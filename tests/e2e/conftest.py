@@ -79,7 +79,7 @@ class Service:
         return "--- stdout ---\n" + "\n".join(out) + "\n--- stderr ---\n" + "\n".join(err)
 
     def stop(self) -> None:
-        """Terminate (gunicorn shuts down gracefully), then kill what is left."""
+        """Terminate (the server shuts down gracefully), then kill what is left."""
         self.http.close()
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
