@@ -1,4 +1,4 @@
-"""Review reason as a code; since when an endpoint fails; timeline rows by time.
+"""Review reason as a code; failures in a row; since when an endpoint fails; events by time.
 
 Revision ID: 0006
 Revises: 0005
@@ -21,6 +21,11 @@ UNKNOWN = "the gateway does not know this payment"
 def upgrade() -> None:
     # A nullable column: adding it rewrites nothing, even on a large table.
     op.add_column("payments", sa.Column("review_code", sa.String(length=32), nullable=True))
+    # A constant default: PostgreSQL 11+ and SQLite add it without rewriting the table.
+    op.add_column(
+        "payments",
+        sa.Column("poll_failures", sa.Integer(), nullable=False, server_default=sa.text("0")),
+    )
     op.add_column("webhook_endpoints", sa.Column("failing_since", sa.DateTime(timezone=True)))
     # The operator's page counts timeline rows per minute over the last hour.
     op.create_index("ix_payment_events_recorded_at", "payment_events", ["recorded_at"])
@@ -43,6 +48,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("payments") as batch:
+        batch.drop_column("poll_failures")
     op.drop_index("ix_payment_events_recorded_at", table_name="payment_events")
     with op.batch_alter_table("webhook_endpoints") as batch:
         batch.drop_column("failing_since")

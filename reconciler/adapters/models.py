@@ -94,6 +94,8 @@ class Payment(Base):
     # Sync: the per-row polling schedule and the sweep's lease.
     sync_state: Mapped[str] = mapped_column(String(24))
     poll_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Transient call failures in a row: they retry on their own short backoff.
+    poll_failures: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     next_poll_at: Mapped[datetime | None]
     last_polled_at: Mapped[datetime | None]
     last_delay_s: Mapped[float | None]

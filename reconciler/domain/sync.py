@@ -16,7 +16,7 @@ The rules, event by event:
 | `Reported`, terminal | settled (needs_review if flagged or already) | none | +1 if polled |
 | `Reported`, pending, polled | polling (or gave_up at the deadline) | backoff | +1 |
 | `Reported`, pending, webhook that moved the status | = | pushed back, capped | = |
-| `CallFailed` (timeout, 5xx, 429) | polling / gave_up | backoff, `Retry-After` floor | +1 |
+| `CallFailed` (timeout, 5xx, 429) | polling / gave_up | 1 s doubling, ≤ delay in force | +1 |
 | `NotKnown` (gateway 404) | needs_review | none | +1 |
 | `Held` (breaker, credentials, no config) | = | the hold's time | = |
 | `Refreshed` | = (gave_up revives) | now, or the refresh throttle | = |
@@ -29,12 +29,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.domain.policy import PollPolicy, Random, give_up_deadline, next_poll
+from reconciler.domain.policy import (
+    MAX_RETRY_AFTER,
+    PollPolicy,
+    Random,
+    give_up_deadline,
+    next_poll,
+)
 from reconciler.domain.status import Outcome, Source, Status, SyncState
 
 # A merchant's refresh may poll a payment at most once per this many seconds: refreshes
 # are free for the caller, gateway calls are not (and count against our rate limits).
 REFRESH_MIN_INTERVAL_S = 10.0
+# A call that failed transiently (timeout, 5xx, 429) is retried on its own short backoff,
+# starting here and doubling, never longer than the delay the schedule had in force: a
+# blip costs seconds of staleness, not a whole backoff step. The breaker bounds outages.
+RETRY_FIRST_S = 1.0
 
 
 class ReviewReason(StrEnum):
@@ -60,6 +70,7 @@ class SyncFields:
     review: ReviewReason | None = None
     review_detail: str | None = None
     last_error: str | None = None
+    failures: int = 0  # transient call failures in a row
 
 
 class Keep:
@@ -142,6 +153,7 @@ class SyncDecision:
     review: ReviewReason | None
     review_detail: str | None
     last_error: str | None
+    failures: int = 0
     polled_at: datetime | None = None  # set when this event was a call's answer
 
     @property
@@ -179,8 +191,7 @@ def decide_sync(
     if isinstance(event, Reported):
         return _reported(fields, event, policy, now, rand)
     if isinstance(event, CallFailed):
-        failed = replace(same, attempts=fields.attempts + 1, last_error=event.error, polled_at=now)
-        return _backoff(fields, failed, policy, now, rand, event.retry_after)
+        return _retry(fields, same, event, policy, now, rand)
     if isinstance(event, NotKnown):
         return replace(
             same,
@@ -190,6 +201,7 @@ def decide_sync(
             review=ReviewReason.UNKNOWN_TO_GATEWAY,
             review_detail="the gateway does not know this payment",
             last_error=event.error,
+            failures=0,
             polled_at=now,
         )
     if isinstance(event, Held):
@@ -210,6 +222,7 @@ def _unchanged(fields: SyncFields) -> SyncDecision:
         review=fields.review,
         review_detail=fields.review_detail,
         last_error=fields.last_error,
+        failures=fields.failures,
     )
 
 
@@ -220,7 +233,11 @@ def _reported(
     error = fields.last_error if isinstance(event.error, Keep) else event.error
     attempts = fields.attempts + (1 if event.polled else 0)
     after = replace(
-        same, attempts=attempts, last_error=error, polled_at=now if event.polled else None
+        same,
+        attempts=attempts,
+        last_error=error,
+        failures=0 if event.polled else fields.failures,
+        polled_at=now if event.polled else None,
     )
     if event.review is not None:
         return replace(
@@ -287,6 +304,34 @@ def _backoff(
     return replace(
         after, state=SyncState.POLLING, next_poll_at=decision.at, last_delay_s=decision.delay
     )
+
+
+def _retry(
+    fields: SyncFields,
+    same: SyncDecision,
+    event: CallFailed,
+    policy: PollPolicy,
+    now: datetime,
+    rand: Random,
+) -> SyncDecision:
+    """Retry a transiently failed call soon: 1 s, 2 s, 4 s… up to the delay in force."""
+    failures = fields.failures + 1
+    failed = replace(
+        same,
+        attempts=fields.attempts + 1,
+        last_error=event.error,
+        failures=failures,
+        polled_at=now,
+    )
+    if fields.status.terminal or fields.state in (SyncState.NEEDS_REVIEW, SyncState.SETTLED):
+        return replace(failed, next_poll_at=None)
+    if now >= fields.give_up_at:
+        return replace(failed, state=SyncState.GAVE_UP, next_poll_at=None)
+    in_force = fields.last_delay_s or policy.first_delay or policy.base_delay
+    short = min(in_force, RETRY_FIRST_S * 2 ** min(failures - 1, 30))
+    wait = max(short * (0.5 + 0.5 * rand()), min(event.retry_after or 0.0, MAX_RETRY_AFTER))
+    state = SyncState.POLLING if fields.state is SyncState.AWAITING_WEBHOOK else fields.state
+    return replace(failed, state=state, next_poll_at=now + timedelta(seconds=wait))
 
 
 def _refreshed(

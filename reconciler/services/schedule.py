@@ -37,6 +37,7 @@ SYNC_COLUMNS = (
     "review_code",
     "review_reason",
     "last_error",
+    "poll_failures",
 )
 
 
@@ -54,6 +55,7 @@ def sync_fields(payment: Payment) -> SyncFields:
         review=ReviewReason(payment.review_code) if payment.review_code else None,
         review_detail=payment.review_reason,
         last_error=payment.last_error,
+        failures=payment.poll_failures or 0,
     )
 
 
@@ -136,4 +138,5 @@ def _columns(decision: SyncDecision) -> dict[str, object]:
         "review_code": decision.review.value if decision.review else None,
         "review_reason": decision.review_detail,
         "last_error": decision.last_error,
+        "poll_failures": decision.failures,
     }

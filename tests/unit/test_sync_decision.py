@@ -108,7 +108,8 @@ def test_creation_at_the_gateway_restarts_the_grace_period_and_clears_the_error(
         ),
         # A webhook that moved the gateway status: the gateway is talking, poll later.
         (webhook(), SyncState.POLLING, at(120), 1),
-        (CallFailed("gateway timeout"), SyncState.POLLING, at(90 + 45), 2),
+        # A transient failure retries on its own short backoff: 1 s, three quarters kept.
+        (CallFailed("gateway timeout"), SyncState.POLLING, at(90.75), 2),
         (CallFailed("HTTP 429 from the gateway", retry_after=600), SyncState.POLLING, at(690), 2),
         (NotKnown("the gateway does not know this payment"), SyncState.NEEDS_REVIEW, None, 2),
         (Held(until=at(500), error="circuit open"), SyncState.POLLING, at(500), 1),
@@ -188,6 +189,29 @@ def test_a_pending_poll_answer_keeps_a_conflict_review_without_a_schedule() -> N
     event = Reported(Source.POLL, Outcome.UNCHANGED, Status.PENDING, polled=True)
     decision = decide(fields, event)
     assert (decision.state, decision.next_poll_at) == (SyncState.NEEDS_REVIEW, None)
+
+
+@pytest.mark.parametrize(
+    ("failures", "last_delay_s", "wait"),
+    [
+        (0, 30.0, 0.75),  # the first failure: 1 s (jitter keeps three quarters here)
+        (3, 30.0, 6.0),  # the fourth in a row: 8 s
+        (9, 30.0, 22.5),  # 512 s would exceed the 30 s delay in force: capped there
+        (9, None, 22.5),  # never polled yet: the grace period is the delay in force
+    ],
+)
+def test_failed_calls_retry_on_a_short_backoff_capped_by_the_delay_in_force(
+    failures: int, last_delay_s: float | None, wait: float
+) -> None:
+    fields = polling(failures=failures, last_delay_s=last_delay_s)
+    decision = decide(fields, CallFailed("gateway timeout"))
+    assert decision.next_poll_at == at(90 + wait)
+    assert (decision.failures, decision.last_delay_s) == (failures + 1, last_delay_s)
+
+
+def test_an_answer_after_failures_resets_the_short_backoff() -> None:
+    event = Reported(Source.POLL, Outcome.UNCHANGED, Status.PENDING, polled=True)
+    assert decide(polling(failures=4), event).failures == 0
 
 
 def test_the_schedule_gives_up_at_its_deadline() -> None:
