@@ -32,7 +32,9 @@ from typing import Any
 import requests
 from standardwebhooks import Webhook
 
-from reconciler.demo import _clean_env, _stop, free_port, new_webhook_secret, percentile
+from reconciler.config import Settings
+from reconciler.demo.scoring import percentile
+from reconciler.demo.stack import free_port, new_webhook_secret, stop_process
 
 TRICKLE_EVERY_S = 2.0
 PROBE_EVERY_S = 0.1
@@ -179,15 +181,14 @@ class Probe:
 
 
 def _start_service(workdir: Path, port: int, secret: str, client_timeout: float | None) -> Any:
-    env = _clean_env(
-        {
-            "RECONCILER_DATABASE_URL": f"sqlite:///{workdir / 'slow.db'}",
-            "RECONCILER_SIMULATOR_WEBHOOK_SECRET": secret,
-            "RECONCILER_LOG_LEVEL": "WARNING",
-        }
-    )
+    changes: dict[str, Any] = {
+        "database_url": f"sqlite:///{workdir / 'slow.db'}",
+        "simulator_webhook_secret": (secret,),
+        "log_level": "WARNING",
+    }
     if client_timeout is not None:
-        env["RECONCILER_CLIENT_TIMEOUT_S"] = str(client_timeout)
+        changes["client_timeout_s"] = client_timeout
+    env = Settings().child_env(**changes)
     log = (workdir / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "reconciler.entrypoints.cli", "serve", "--port", str(port)],
@@ -205,7 +206,7 @@ def _start_service(workdir: Path, port: int, secret: str, client_timeout: float 
         if process.poll() is not None:
             break
         time.sleep(0.2)
-    _stop(process)
+    stop_process(process)
     raise RuntimeError(f"reconciler serve did not start: {(workdir / 'serve.log').read_text()}")
 
 
@@ -257,7 +258,7 @@ def run(headers: int, bodies: int, duration: float, client_timeout: float | None
         attacker.join()
         alive = process.poll() is None
     finally:
-        _stop(process)
+        stop_process(process)
     result: dict[str, Any] = {
         "slow_headers": headers,
         "slow_bodies": bodies,

@@ -94,6 +94,10 @@ class Settings:
     port: int = setting(8000, "port `serve` binds")
     workers: int = setting(1, "server worker processes")
     threads: int = setting(8, "request threads per worker")
+    client_timeout_s: float = setting(
+        10.0, "a request not read whole within this (or a connection idle as long) is cut"
+    )
+    max_connections: int = setting(1000, "open client sockets per server process")
     sweep_enabled: bool = setting(True, "run the sweep inside `serve`")
     sweep_batch_size: int = setting(200, "payments claimed per sweep")
     sweep_concurrency: int = setting(16, "gateway calls in flight per sweep")
@@ -149,6 +153,10 @@ class Settings:
             self.notify  # noqa: B018 - builds (and so checks) the delivery policy
         except ValueError as exc:
             raise ConfigError(f"RECONCILER_NOTIFY_*: {exc}") from None
+        if not 0 < self.client_timeout_s < 1e6 or not 0 < self.max_connections < 1e6:
+            raise ConfigError(
+                "RECONCILER_CLIENT_TIMEOUT_S and RECONCILER_MAX_CONNECTIONS must be positive"
+            )
         if self.notify_timeout_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_TIMEOUT_S must be positive")
         if min(self.notify_concurrency, self.notify_max_in_flight_per_endpoint) < 1:

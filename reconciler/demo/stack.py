@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from reconciler.config import Settings
 from reconciler.demo.profile import Profile
 
 
@@ -59,32 +60,28 @@ def child_env(
     the profile's poll policy, sweep and breaker settings, the addresses and the secret
     given, and `extra` (variables by name) last.
     """
-    inherited = os.environ if base is None else base
-    env = {k: v for k, v in inherited.items() if not k.startswith("RECONCILER_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    changes: dict[str, Any] = {}
     if profile is not None:
-        env |= {
-            "RECONCILER_POLL_FIRST_DELAY_S": str(profile.first_delay_s),
-            "RECONCILER_POLL_BASE_DELAY_S": str(profile.base_delay_s),
-            "RECONCILER_POLL_FACTOR": str(profile.factor),
-            "RECONCILER_POLL_MAX_DELAY_S": str(profile.max_delay_s),
-            "RECONCILER_POLL_GIVE_UP_AFTER_S": str(profile.give_up_after_s),
-            "RECONCILER_SWEEP_INTERVAL_S": str(profile.sweep_interval_s),
-            "RECONCILER_BREAKER_COOLDOWN_S": str(profile.breaker_cooldown_s),
-            "RECONCILER_BREAKER_MAX_COOLDOWN_S": str(profile.breaker_max_cooldown_s),
-            "RECONCILER_GATEWAY_READ_TIMEOUT_S": str(profile.gateway_timeout_s),
-            "RECONCILER_GATEWAY_CREATE_TIMEOUT_S": str(profile.gateway_timeout_s),
-            "RECONCILER_LOG_LEVEL": "WARNING",
+        changes |= {
+            "poll": profile.policy,
+            "sweep_interval_s": profile.sweep_interval_s,
+            "breaker_cooldown_s": profile.breaker_cooldown_s,
+            "breaker_max_cooldown_s": profile.breaker_max_cooldown_s,
+            "read_timeout_s": profile.gateway_timeout_s,
+            "create_timeout_s": profile.gateway_timeout_s,
+            "log_level": "WARNING",
         }
     if database_url is not None:
-        env["RECONCILER_DATABASE_URL"] = database_url
+        changes["database_url"] = database_url
     if simulator_url is not None:
-        env["RECONCILER_SIMULATOR_URL"] = simulator_url
+        changes["simulator_url"] = simulator_url
     if webhook_secret is not None:
         # The secret travels in the environment, never on a command line.
-        env["RECONCILER_SIMULATOR_WEBHOOK_SECRET"] = webhook_secret
+        changes["simulator_webhook_secret"] = (webhook_secret,)
     if port is not None:
-        env["RECONCILER_PORT"] = str(port)
+        changes["port"] = port
+    env = Settings().child_env(base, **changes)
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
 

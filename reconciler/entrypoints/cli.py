@@ -157,7 +157,12 @@ cli.add_command(simulator)
 @click.option(
     "--status", type=int, default=503, show_default=True, help="Status of a failed answer."
 )
-@click.option("--retry-after", type=int, default=None, help="Retry-After seconds sent with it.")
+@click.option(
+    "--retry-after",
+    type=int,
+    default=None,
+    help="Retry-After seconds sent with it (default: none).",
+)
 @click.option(
     "--delay",
     type=float,
@@ -165,7 +170,9 @@ cli.add_command(simulator)
     show_default=True,
     help="Seconds to wait before answering (past the timeout: a slow endpoint).",
 )
-@click.option("--seed", type=int, default=None, help="Random seed for --fail-rate.")
+@click.option(
+    "--seed", type=int, default=None, help="Random seed for --fail-rate (default: random)."
+)
 def listen(**options: Any) -> None:
     """Receive deliveries locally: verify each signature, print it, answer 200."""
     from reconciler.entrypoints import listen as listener

@@ -38,7 +38,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
-from reconciler.config import ConfigError, Settings
+from reconciler.config import Settings
 from reconciler.entrypoints.problems import problem
 
 log = logging.getLogger(__name__)
@@ -60,25 +60,12 @@ class ServerOptions:
 
     @classmethod
     def from_env(cls, settings: Settings) -> ServerOptions:
-        """Read the server's variables; the body limit is the application's."""
-
-        def read(name: str, default: float) -> float:
-            raw = os.environ.get(f"RECONCILER_{name}") or ""
-            if not raw:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(f"RECONCILER_{name} must be a number, got {raw!r}") from None
-            if not 0 < value < 1e6:
-                raise ConfigError(f"RECONCILER_{name} must be positive, got {raw!r}")
-            return value
-
+        """Take the server's settings (declared, with the rest, in `reconciler.config`)."""
         return cls(
-            threads=int(read("THREADS", cls.threads)),
+            threads=max(1, settings.threads),
             workers=max(1, settings.workers),
-            client_timeout_s=read("CLIENT_TIMEOUT_S", cls.client_timeout_s),
-            max_connections=_within_file_limit(int(read("MAX_CONNECTIONS", cls.max_connections))),
+            client_timeout_s=settings.client_timeout_s,
+            max_connections=_within_file_limit(settings.max_connections),
             max_body_bytes=settings.max_body_bytes,
         )
 

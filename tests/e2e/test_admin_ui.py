@@ -105,9 +105,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             port=port,
             simulator_url=sim.url,
             webhook_secret=SIM_SECRET,
-            RECONCILER_ADMIN_TOKEN=TOKEN,
-            RECONCILER_BREAKER_THRESHOLD="3",
-            RECONCILER_BREAKER_COOLDOWN_S="120",
+            admin_token=TOKEN,
+            breaker_threshold=3,
+            breaker_cooldown_s=120.0,
         ) as service,
     ):
         merchant = service.create_merchant("acme")

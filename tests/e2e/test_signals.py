@@ -25,7 +25,7 @@ def test_a_stop_signal_drains_stops_the_sweep_and_exits_zero(
         port=free_port(),
         simulator_url="http://127.0.0.1:9",  # never called: no payments
         webhook_secret=SIM_SECRET,
-        RECONCILER_WORKERS=workers,
+        workers=int(workers),
     ) as service:
         assert service.get("/healthz").status_code == 200
         # The signal goes to the process only (a terminal sends SIGHUP/SIGINT to the group,
