@@ -13,6 +13,7 @@ from reconciler.entrypoints.schemas import (
     PaymentFilter,
     PaymentPage,
     PaymentRequest,
+    RefreshedPayment,
     Timeline,
 )
 from reconciler.services import merchants, payments
@@ -87,7 +88,14 @@ def payment_events(payment_id: str) -> Timeline:
     return Timeline.model_validate({"data": events})
 
 
-@routes.post("/payments/<payment_id>/refresh", ok={202: Payment})
-def refresh_payment(payment_id: str) -> tuple[Payment, int]:
-    """Poll the payment as soon as possible (reviving it if polling gave up)."""
-    return Payment.model_validate(payments.refresh_payment(ctx(), _merchant(), payment_id)), 202
+@routes.post("/payments/<payment_id>/refresh", ok={202: RefreshedPayment})
+def refresh_payment(payment_id: str) -> tuple[RefreshedPayment, int]:
+    """Poll the payment as soon as possible (reviving it if polling gave up).
+
+    A settled payment costs no gateway call, and refreshes poll a payment at most once
+    per `domain.sync.REFRESH_MIN_INTERVAL_S`; `refresh.outcome` says which happened.
+    """
+    done = payments.refresh_payment(ctx(), _merchant(), payment_id)
+    shown = dict(Payment.model_validate(done.payment))
+    note = {"outcome": done.outcome.value, "poll_at": done.payment.next_poll_at}
+    return RefreshedPayment.model_validate({**shown, "refresh": note}), 202

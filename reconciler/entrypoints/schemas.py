@@ -211,6 +211,19 @@ class Payment(Row):
         return data
 
 
+class RefreshNote(Shape):
+    """What a refresh did: a poll due now, throttled, not needed, or polling revived."""
+
+    outcome: Annotated[str, one_of(("scheduled", "throttled", "settled", "revived"))]
+    poll_at: Timestamp | None = Field(description="when the next poll is due (none: no poll)")
+
+
+class RefreshedPayment(Payment):
+    """The payment after a refresh, with what the refresh did."""
+
+    refresh: RefreshNote
+
+
 class Event(Row):
     """One report in a payment's timeline, applied or not."""
 

@@ -9,14 +9,16 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy.exc import IntegrityError
 
 from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import Merchant, Payment, PaymentEvent
 from reconciler.config import GATEWAYS
-from reconciler.domain.status import Source, Status
-from reconciler.domain.sync import Refreshed, Registered
+from reconciler.domain.status import Source, Status, SyncState
+from reconciler.domain.sync import Refreshed as RefreshedEvent
+from reconciler.domain.sync import Registered
 from reconciler.services import creation
 from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
@@ -181,17 +183,42 @@ def payment_timeline(ctx: Context, merchant: Merchant, payment_id: str) -> Seque
         return repository.payment_events(session, payment_id)
 
 
-def refresh_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Payment:
+class RefreshOutcome(StrEnum):
+    """What a refresh did, told to whoever asked."""
+
+    SCHEDULED = "scheduled"  # a poll is due at once
+    THROTTLED = "throttled"  # polled moments ago: the next poll waits for the throttle
+    SETTLED = "settled"  # the status is final: no gateway call is made
+    REVIVED = "revived"  # polling had given up: it resumes, with a fresh deadline
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    payment: Payment
+    outcome: RefreshOutcome
+
+
+def refresh_payment(ctx: Context, merchant: Merchant, payment_id: str) -> Refreshed:
     """Poll the payment as soon as the refresh throttle allows (reviving a gave-up one)."""
     now = ctx.clock()
     with ctx.sessions.begin() as session:
         payment = repository.merchant_payment(session, merchant.id, payment_id, for_update=True)
         if payment is None:
             raise NotFound(f"no payment {payment_id}")
-        refresh(ctx, payment, now)
-    return payment
+        outcome = refresh(ctx, payment, now)
+    return Refreshed(payment, outcome)
 
 
-def refresh(ctx: Context, payment: Payment, now: datetime) -> None:
+def refresh(ctx: Context, payment: Payment, now: datetime) -> RefreshOutcome:
     """Ask for a poll now: free for a settled payment, throttled per payment otherwise."""
-    decide_and_store(payment, Refreshed(), sched=ctx.scheduling(payment.gateway), now=now)
+    before = SyncState(payment.sync_state)
+    decision = decide_and_store(
+        payment, RefreshedEvent(), sched=ctx.scheduling(payment.gateway), now=now
+    )
+    if before is SyncState.SETTLED:
+        return RefreshOutcome.SETTLED
+    if before is SyncState.GAVE_UP:
+        return RefreshOutcome.REVIVED
+    if decision.next_poll_at is not None and decision.next_poll_at > now:
+        return RefreshOutcome.THROTTLED
+    return RefreshOutcome.SCHEDULED
