@@ -192,10 +192,12 @@ class Engine:
 
     def run_once(self, now: datetime | None = None) -> TickReport:
         """Claim what is due, make the calls, and wait until every result is stored."""
+        started = time.monotonic()
         report, futures = self.tick(now, whole_batch=True)
         wait(futures)
         for future in futures:
             future.result()
+        report.duration_s = time.monotonic() - started  # claims, calls and stores
         return report
 
     def tick(
