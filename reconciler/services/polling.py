@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -30,6 +30,10 @@ from reconciler.services.schedule import decide_and_store
 log = logging.getLogger(__name__)
 
 GATEWAY_NOT_CONFIGURED = "gateway not configured"
+# A webhook that raced the payment's registration (on PostgreSQL neither transaction sees
+# the other's row) is kept as an orphan; the payment's early polls pick it up. Later
+# polls skip the look: orphans only arise around registration or creation.
+ORPHAN_RACE_WINDOW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class PaymentPolls:
                 polled=True,
                 error=f"attempt failed: {result.attempt_error}" if result.attempt_error else None,
             )
-            apply_orphans(session, payment, now=now, sched=sched)
+            if now - payment.created_at < ORPHAN_RACE_WINDOW:
+                apply_orphans(session, payment, now=now, sched=sched)
             return
         event = gateway_calls.failure_event(result, hold_until=now)
         if isinstance(event, NotKnown):
