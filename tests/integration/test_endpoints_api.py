@@ -17,7 +17,7 @@ from reconciler.adapters import repository
 from reconciler.adapters.models import NotificationDelivery, WebhookEndpoint
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
-from reconciler.entrypoints.serialize import payment_json
+from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.notifications import record_payment_event, signing_secrets
 
 RESOURCE_FIELDS = {"id", "url", "events", "description", "status", "disabled_reason", "created_at"}
@@ -66,7 +66,7 @@ def record(ctx: Context, payment_id: str, event_type: str = "payment.succeeded")
             payment,
             event_type,
             now=ctx.clock(),
-            resource=payment_json(payment),
+            resource=payment_resource(payment),
             policy=ctx.settings.notify.policy,
         )
 
