@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import FakeClock, MerchantAuth, make_settings, register_payment
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from simhelpers import Simulator
+from support.app import MerchantAuth, make_settings, register_payment
+from support.clock import FakeClock
+from support.simulator import Simulator
 from werkzeug.test import TestResponse
 
 from reconciler.bootstrap import bootstrap
