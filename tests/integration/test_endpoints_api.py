@@ -123,6 +123,50 @@ def test_invalid_endpoint_bodies_are_400_problems(
     assert response.status_code == 400, response.json
     assert response.content_type == "application/problem+json"
     assert message in response.json["detail"]
+    assert response.json["instance"] == "/v1/webhook_endpoints"
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body", "fields"),
+    [
+        (
+            "post",
+            "",
+            {"url": 42, "events": [], "description": "  ", "colour": "red"},
+            ["url", "events", "description", "colour"],
+        ),
+        (
+            "patch",
+            "/{id}",
+            {"url": None, "status": "paused", "secret": "x"},
+            ["url", "status", "secret"],
+        ),
+        ("post", "/{id}/recover", {"since": 1764324000, "all": True}, ["since", "all"]),
+    ],
+)
+def test_a_400_lists_every_invalid_field_of_the_body(
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    method: str,
+    suffix: str,
+    body: dict[str, Any],
+    fields: list[str],
+) -> None:
+    path = "/v1/webhook_endpoints" + suffix.format(id=create(client, merchant)["id"])
+    response = getattr(client, method)(path, json=body, headers=merchant.headers)
+    assert response.status_code == 400, response.json
+    assert [e["field"] for e in response.json["errors"]] == fields
+    assert response.json["instance"] == path
+
+
+def test_a_400_lists_every_invalid_delivery_list_parameter(
+    client: FlaskClient, merchant: MerchantAuth
+) -> None:
+    path = f"/v1/webhook_endpoints/{create(client, merchant)['id']}/deliveries"
+    response = client.get(f"{path}?status=lost&limit=0&stauts=failed", headers=merchant.headers)
+    assert response.status_code == 400, response.json
+    assert [e["field"] for e in response.json["errors"]] == ["status", "limit", "stauts"]
+    assert response.json["instance"] == path
 
 
 def test_a_body_that_is_not_json_is_a_400_problem(
@@ -243,9 +287,9 @@ def test_patch_changes_only_the_fields_sent(client: FlaskClient, merchant: Merch
     ("body", "message"),
     [
         ({}, "at least one"),
-        ({"url": None}, "url cannot be null"),
+        ({"url": None}, "url: cannot be null"),
         ({"status": "paused"}, "status"),
-        ({"events": None}, "events cannot be null"),
+        ({"events": None}, "events: cannot be null"),
         ({"secret": "whsec_mine"}, "secret"),
     ],
 )
