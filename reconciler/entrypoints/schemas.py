@@ -103,9 +103,11 @@ Timestamp = Annotated[
     PlainSerializer(rfc3339, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
-# What a client may send as a time: RFC 3339 with a zone, nothing pydantic would also take
-# (a number or a digit string as Unix time, a date alone).
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
+# What a client may send as a time: an RFC 3339 date-time (as its section 5.6 allows, a space
+# may stand for the T), and nothing else pydantic would take: a number or a string of digits
+# as Unix time, an offset without its colon, a time without seconds. Past microseconds,
+# digits are dropped.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 def _rfc3339_text(value: Any) -> Any:

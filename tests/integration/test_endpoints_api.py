@@ -478,6 +478,9 @@ def test_recover_revives_failed_deliveries_created_since_a_time(
         ({}, "since"),
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-11-28T09:00:00"}, "since"),  # no zone: ambiguous
+        ({"since": 1764320400}, "since"),
+        ({"since": "1764320400"}, "since"),  # pydantic alone would read Unix time in it
+        ({"since": "2026-11-28T09:00+01:00"}, "since"),  # no seconds: not RFC 3339
         ({"since": "2027-01-01T00:00:00Z"}, "future"),
         ({"since": "2026-11-28T09:00:00Z", "all": True}, "all"),
     ],
@@ -491,3 +494,23 @@ def test_invalid_recover_bodies_are_400_problems(
     )
     assert response.status_code == 400, response.json
     assert message in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2026-11-28T09:00:00Z",
+        "2026-11-28t09:00:00.123456789z",  # lower case and nanoseconds are RFC 3339 too
+        "2026-11-28 14:30:00+05:30",  # RFC 3339 lets a space stand for the T
+    ],
+)
+def test_recover_takes_any_rfc3339_time_with_a_zone(
+    client: FlaskClient, merchant: MerchantAuth, since: str
+) -> None:
+    endpoint = create(client, merchant)
+    response = client.post(
+        f"/v1/webhook_endpoints/{endpoint['id']}/recover",
+        json={"since": since},
+        headers=merchant.headers,
+    )
+    assert (response.status_code, response.json) == (202, {"count": 0})
