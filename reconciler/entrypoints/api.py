@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, request, url_for
-from werkzeug.exceptions import Unauthorized
+from flask import Blueprint, url_for
 
-from reconciler.adapters.models import Merchant
-from reconciler.bootstrap import Context
+from reconciler.entrypoints.merchant_auth import authenticate, ctx, merchant
 from reconciler.entrypoints.routing import Answer, Routes
 from reconciler.entrypoints.schemas import (
     Payment,
@@ -16,32 +14,11 @@ from reconciler.entrypoints.schemas import (
     RefreshedPayment,
     Timeline,
 )
-from reconciler.services import merchants, payments
+from reconciler.services import payments
 
 bp = Blueprint("payments", __name__, url_prefix="/v1")
 routes = Routes(bp, security="bearer", not_found="No such payment for this merchant")
-
-
-def ctx() -> Context:
-    context: Context = current_app.extensions["reconciler"]
-    return context
-
-
-@bp.before_request
-def _authenticate() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise Unauthorized("send your API key as `Authorization: Bearer <key>`")
-    merchant = merchants.authenticate(ctx(), key.strip())
-    if merchant is None:
-        raise Unauthorized("unknown API key")
-    g.merchant = merchant
-
-
-def _merchant() -> Merchant:
-    merchant: Merchant = g.merchant
-    return merchant
+bp.before_request(authenticate)
 
 
 @routes.post(
@@ -56,7 +33,7 @@ def _merchant() -> Merchant:
 def create_payment(body: PaymentRequest) -> tuple[Payment, int, dict[str, str]]:
     """Register a payment (or create it at the gateway); idempotent on merchant_reference."""
     request_ = payments.PaymentRequest(**body.model_dump())
-    payment, created = payments.register_payment(ctx(), _merchant(), request_)
+    payment, created = payments.register_payment(ctx(), merchant(), request_)
     location = url_for("payments.get_payment", payment_id=payment.id)
     return Payment.model_validate(payment), 201 if created else 200, {"Location": location}
 
@@ -64,7 +41,7 @@ def create_payment(body: PaymentRequest) -> tuple[Payment, int, dict[str, str]]:
 @routes.get("/payments/<payment_id>", ok={200: Payment})
 def get_payment(payment_id: str) -> Payment:
     """Show one payment."""
-    return Payment.model_validate(payments.get_payment(ctx(), _merchant(), payment_id))
+    return Payment.model_validate(payments.get_payment(ctx(), merchant(), payment_id))
 
 
 @routes.get("/payments", query=PaymentFilter, ok={200: PaymentPage})
@@ -72,7 +49,7 @@ def list_payments(query: PaymentFilter) -> PaymentPage:
     """List the merchant's payments, newest first, one page at a time."""
     page, cursor = payments.list_payments(
         ctx(),
-        _merchant(),
+        merchant(),
         status=query.status or None,
         gateway=query.gateway or None,
         limit=query.limit,
@@ -84,7 +61,7 @@ def list_payments(query: PaymentFilter) -> PaymentPage:
 @routes.get("/payments/<payment_id>/events", ok={200: Timeline})
 def payment_events(payment_id: str) -> Timeline:
     """Show the payment's timeline: every report, applied or not, oldest first."""
-    events = payments.payment_timeline(ctx(), _merchant(), payment_id)
+    events = payments.payment_timeline(ctx(), merchant(), payment_id)
     return Timeline.model_validate({"data": events})
 
 
@@ -95,7 +72,7 @@ def refresh_payment(payment_id: str) -> tuple[RefreshedPayment, int]:
     A settled payment costs no gateway call, and refreshes poll a payment at most once
     per `domain.sync.REFRESH_MIN_INTERVAL_S`; `refresh.outcome` says which happened.
     """
-    done = payments.refresh_payment(ctx(), _merchant(), payment_id)
+    done = payments.refresh_payment(ctx(), merchant(), payment_id)
     shown = dict(Payment.model_validate(done.payment))
     note = {"outcome": done.outcome.value, "poll_at": done.payment.next_poll_at}
     return RefreshedPayment.model_validate({**shown, "refresh": note}), 202

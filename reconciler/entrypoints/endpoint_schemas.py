@@ -1,88 +1,113 @@
-"""Request and response shapes of `/v1/webhook_endpoints`, written once as pydantic models."""
+"""Request and response shapes of `/v1/webhook_endpoints`, in the house types of `schemas`."""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
-    BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
-    WithJsonSchema,
+    Strict,
+    StringConstraints,
     field_validator,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from reconciler.domain.delivery import DeliveryStatus
 from reconciler.domain.notify import EventType
-from reconciler.entrypoints.schemas import TEXT_PATTERN
+from reconciler.entrypoints.schemas import (
+    TEXT_PATTERN,
+    Instant,
+    Row,
+    Shape,
+    Timestamp,
+    one_of,
+)
+from reconciler.services.payments import MAX_LIST_LIMIT
 
-_TEXT = re.compile(TEXT_PATTERN)
-
-
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-Timestamp = Annotated[
-    datetime,
-    PlainSerializer(_rfc3339, return_type=str),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
+Url = Annotated[
+    str,
+    Strict(),
+    StringConstraints(min_length=1, max_length=2048, pattern=TEXT_PATTERN),
+    Field(examples=["https://example.com/hooks"]),
 ]
+Description = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=500, pattern=TEXT_PATTERN)
+]
+EventTypes = Annotated[list[EventType], Field(min_length=1)]
 EndpointStatus = Literal["enabled", "disabled"]
-DeliveryStatusName = Literal["pending", "delivered", "failed"]
-Url = Annotated[str, Field(min_length=1, max_length=2048, examples=["https://example.com/hooks"])]
-Description = Annotated[str, Field(max_length=500)]
+CHANGEABLE = ("url", "events", "description", "status")
 
 
-def _printable(value: str | None) -> str | None:
-    # JSON lets a lone surrogate through (`"\\ud800"`); no database can store one.
-    if value is None:
-        return None
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be printable text") from None
-    if not _TEXT.fullmatch(value):
-        raise ValueError("must be printable text, not blank")
-    return value
+def _not_nullable(schema: dict[str, Any]) -> None:
+    # Left out means "unchanged" and null is refused (`_not_null`): document the field as
+    # optional, never null. (`SkipJsonSchema[None]` would do it, but makes the field a
+    # union whose errors name each branch.)
+    branches = [branch for branch in schema.pop("anyOf") if branch != {"type": "null"}]
+    schema.update(branches[0])
+    schema.pop("default", None)
 
 
-class _Request(BaseModel):
-    # Strict and parsed from JSON: `"amount": "5"` stays a string, unknown fields are refused.
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Requests
 
 
-class EndpointCreate(_Request):
-    """`POST /v1/webhook_endpoints`: where to deliver and which events (all when omitted)."""
+class EndpointCreate(Shape):
+    """The body of `POST /v1/webhook_endpoints`."""
 
-    url: Url
-    events: Annotated[list[EventType], Field(min_length=1)] | None = None
+    url: Url = Field(description="https, and a host that resolves to public addresses")
+    events: EventTypes | None = Field(None, description="Which events; omit for all")
     description: Description | None = None
 
-    _text = field_validator("description")(_printable)
+
+class EndpointUpdate(Shape):
+    """The body of `PATCH /v1/webhook_endpoints/{id}`: only the fields sent change."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    url: Url | None = Field(None, json_schema_extra=_not_nullable)
+    events: EventTypes | None = Field(None, json_schema_extra=_not_nullable)
+    description: Description | None = Field(None, description="null removes it")
+    status: EndpointStatus | None = Field(None, json_schema_extra=_not_nullable)
+
+    @field_validator("url", "events", "status")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Reached only for a field sent: a default is not validated.
+        if value is None:
+            raise PydanticCustomError("not_null", "cannot be null")
+        return value
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> EndpointUpdate:
+        if not self.model_fields_set:
+            raise PydanticCustomError(
+                "nothing_to_change", f"send at least one of: {', '.join(CHANGEABLE)}"
+            )
+        return self
 
 
-class EndpointUpdate(_Request):
-    """`PATCH /v1/webhook_endpoints/{id}`: the fields to change (`description: null` clears it)."""
+class DeliveryFilter(Shape):
+    """The query of `GET /v1/webhook_endpoints/{id}/deliveries`."""
 
-    url: Url | None = None
-    events: Annotated[list[EventType], Field(min_length=1)] | None = None
-    description: Description | None = None
-    status: EndpointStatus | None = None
-
-    _text = field_validator("description")(_printable)
-
-
-class RecoverRequest(_Request):
-    """`POST /v1/webhook_endpoints/{id}/recover`: attempt again every failed delivery since then."""
-
-    since: AwareDatetime
+    status: Annotated[str, one_of(["", *DeliveryStatus])] = Field(
+        "", description="Only deliveries with this status; empty means any"
+    )
+    limit: int = Field(20, ge=1, le=MAX_LIST_LIMIT)
+    cursor: str = Field("", description="`next_cursor` of the previous page")
 
 
-class Endpoint(BaseModel):
+class RecoverRequest(Shape):
+    """The body of `POST /v1/webhook_endpoints/{id}/recover`."""
+
+    since: Instant = Field(description="Attempt again every failed delivery created since then")
+
+
+# Responses
+
+
+class Endpoint(Row):
     """A webhook endpoint as the merchant sees it (never its secret)."""
 
     id: str = Field(examples=["we_3f2a9c0d1e2b4a5c6d7e8f90"])
@@ -100,49 +125,48 @@ class EndpointWithSecret(Endpoint):
     secret: str = Field(pattern=r"^whsec_", examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
 
 
-class EndpointList(BaseModel):
+class EndpointList(Shape):
+    """Every endpoint of the merchant, oldest first."""
+
     data: list[Endpoint]
 
 
-class Delivery(BaseModel):
+class Delivery(Row):
     """One event's delivery to one endpoint."""
 
     id: str
     event_id: str
     event_type: EventType
     payment_id: str
-    status: DeliveryStatusName
+    status: DeliveryStatus
     created_at: Timestamp
-    attempts: int
+    attempts: int = Field(ge=0)
     next_attempt_at: Timestamp | None
     last_attempt_at: Timestamp | None
     last_response_status: int | None
     last_error: str | None
     delivered_at: Timestamp | None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_a_listing(cls, data: Any) -> Any:
+        # The repository lists a delivery row with its event's type and payment id beside it.
+        if isinstance(data, Sequence) and not isinstance(data, str | Mapping):
+            row, event_type, payment_id = data
+            beside = {"event_type": event_type, "payment_id": payment_id}
+            listed = {name: getattr(row, name) for name in cls.model_fields if name not in beside}
+            return listed | beside
+        return data
 
-class DeliveryList(BaseModel):
+
+class DeliveryPage(Shape):
+    """One page of an endpoint's deliveries, newest first."""
+
     data: list[Delivery]
     next_cursor: str | None
 
 
-class RecoverResult(BaseModel):
-    count: int
+class Recovered(Shape):
+    """How many failed deliveries are due again."""
 
-
-MODELS: tuple[type[BaseModel], ...] = (
-    EndpointCreate,
-    EndpointUpdate,
-    RecoverRequest,
-    Endpoint,
-    EndpointWithSecret,
-    EndpointList,
-    Delivery,
-    DeliveryList,
-    RecoverResult,
-)
-
-
-def dump(model: BaseModel) -> dict[str, Any]:
-    """Serialise a response model as the API sends it."""
-    return model.model_dump(mode="json")
+    count: int = Field(ge=0)

@@ -11,6 +11,7 @@ of the text (as in ECMA-262, which OpenAPI readers apply) and which refuses lone
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import core_schema
+from pydantic_core import PydanticCustomError, core_schema
 
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
@@ -102,6 +103,22 @@ Timestamp = Annotated[
     PlainSerializer(rfc3339, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
+# What a client may send as a time: an RFC 3339 date-time (as its section 5.6 allows, a space
+# may stand for the T), and nothing else pydantic would take: a number or a string of digits
+# as Unix time, an offset without its colon, a time without seconds. Past microseconds,
+# digits are dropped.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "rfc3339", "must be an RFC 3339 date-time with a zone, e.g. 2026-11-28T10:00:00Z"
+        )
+    return value
+
+
+Instant = Annotated[Timestamp, BeforeValidator(_rfc3339_text)]
 
 
 class Shape(BaseModel):

@@ -17,7 +17,7 @@ from reconciler.adapters import repository
 from reconciler.adapters.models import NotificationDelivery, WebhookEndpoint
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
-from reconciler.entrypoints.schemas import payment_resource as payment_json
+from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.notifications import record_payment_event, signing_secrets
 
 RESOURCE_FIELDS = {"id", "url", "events", "description", "status", "disabled_reason", "created_at"}
@@ -66,7 +66,7 @@ def record(ctx: Context, payment_id: str, event_type: str = "payment.succeeded")
             payment,
             event_type,
             now=ctx.clock(),
-            resource=payment_json(payment),
+            resource=payment_resource(payment),
             policy=ctx.settings.notify.policy,
         )
 
@@ -123,6 +123,50 @@ def test_invalid_endpoint_bodies_are_400_problems(
     assert response.status_code == 400, response.json
     assert response.content_type == "application/problem+json"
     assert message in response.json["detail"]
+    assert response.json["instance"] == "/v1/webhook_endpoints"
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body", "fields"),
+    [
+        (
+            "post",
+            "",
+            {"url": 42, "events": [], "description": "  ", "colour": "red"},
+            ["url", "events", "description", "colour"],
+        ),
+        (
+            "patch",
+            "/{id}",
+            {"url": None, "status": "paused", "secret": "x"},
+            ["url", "status", "secret"],
+        ),
+        ("post", "/{id}/recover", {"since": 1764324000, "all": True}, ["since", "all"]),
+    ],
+)
+def test_a_400_lists_every_invalid_field_of_the_body(
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    method: str,
+    suffix: str,
+    body: dict[str, Any],
+    fields: list[str],
+) -> None:
+    path = "/v1/webhook_endpoints" + suffix.format(id=create(client, merchant)["id"])
+    response = getattr(client, method)(path, json=body, headers=merchant.headers)
+    assert response.status_code == 400, response.json
+    assert [e["field"] for e in response.json["errors"]] == fields
+    assert response.json["instance"] == path
+
+
+def test_a_400_lists_every_invalid_delivery_list_parameter(
+    client: FlaskClient, merchant: MerchantAuth
+) -> None:
+    path = f"/v1/webhook_endpoints/{create(client, merchant)['id']}/deliveries"
+    response = client.get(f"{path}?status=lost&limit=0&stauts=failed", headers=merchant.headers)
+    assert response.status_code == 400, response.json
+    assert [e["field"] for e in response.json["errors"]] == ["status", "limit", "stauts"]
+    assert response.json["instance"] == path
 
 
 def test_a_body_that_is_not_json_is_a_400_problem(
@@ -243,9 +287,9 @@ def test_patch_changes_only_the_fields_sent(client: FlaskClient, merchant: Merch
     ("body", "message"),
     [
         ({}, "at least one"),
-        ({"url": None}, "url cannot be null"),
+        ({"url": None}, "url: cannot be null"),
         ({"status": "paused"}, "status"),
-        ({"events": None}, "events cannot be null"),
+        ({"events": None}, "events: cannot be null"),
         ({"secret": "whsec_mine"}, "secret"),
     ],
 )
@@ -434,6 +478,9 @@ def test_recover_revives_failed_deliveries_created_since_a_time(
         ({}, "since"),
         ({"since": "yesterday"}, "since"),
         ({"since": "2026-11-28T09:00:00"}, "since"),  # no zone: ambiguous
+        ({"since": 1764320400}, "since"),
+        ({"since": "1764320400"}, "since"),  # pydantic alone would read Unix time in it
+        ({"since": "2026-11-28T09:00+01:00"}, "since"),  # no seconds: not RFC 3339
         ({"since": "2027-01-01T00:00:00Z"}, "future"),
         ({"since": "2026-11-28T09:00:00Z", "all": True}, "all"),
     ],
@@ -447,3 +494,23 @@ def test_invalid_recover_bodies_are_400_problems(
     )
     assert response.status_code == 400, response.json
     assert message in response.json["detail"]
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2026-11-28T09:00:00Z",
+        "2026-11-28t09:00:00.123456789z",  # lower case and nanoseconds are RFC 3339 too
+        "2026-11-28 14:30:00+05:30",  # RFC 3339 lets a space stand for the T
+    ],
+)
+def test_recover_takes_any_rfc3339_time_with_a_zone(
+    client: FlaskClient, merchant: MerchantAuth, since: str
+) -> None:
+    endpoint = create(client, merchant)
+    response = client.post(
+        f"/v1/webhook_endpoints/{endpoint['id']}/recover",
+        json={"since": since},
+        headers=merchant.headers,
+    )
+    assert (response.status_code, response.json) == (202, {"count": 0})

@@ -22,7 +22,11 @@ def parameter(operation: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_the_list_limit_in_the_document_is_the_one_the_code_enforces() -> None:
     document = spec(admin=True)
-    for path in ("/v1/payments", "/admin/payments"):
+    for path in (
+        "/v1/payments",
+        "/v1/webhook_endpoints/{endpoint_id}/deliveries",
+        "/admin/payments",
+    ):
         limit = parameter(document["paths"][path]["get"], "limit")
         assert limit["schema"]["maximum"] == MAX_LIST_LIMIT
 
@@ -56,6 +60,36 @@ def test_problems_are_documented_with_instance_and_field_errors() -> None:
     schemas = spec()["components"]["schemas"]
     assert set(schemas["Problem"]["required"]) == {"type", "title", "status", "detail", "instance"}
     assert schemas["FieldError"]["required"] == ["field", "detail"]
+
+
+def test_a_patch_documents_its_fields_as_optional_but_never_null() -> None:
+    document = spec()
+    patch = document["paths"]["/v1/webhook_endpoints/{endpoint_id}"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EndpointUpdate"
+    }
+    update = document["components"]["schemas"]["EndpointUpdate"]
+    assert update["minProperties"] == 1 and "required" not in update
+    for name in ("url", "events", "status"):
+        assert (
+            "anyOf" not in update["properties"][name]
+            and "default" not in update["properties"][name]
+        )
+    assert {"type": "null"} in update["properties"]["description"]["anyOf"]
+
+
+def test_the_endpoint_routes_are_behind_the_merchant_key_with_their_answers() -> None:
+    paths = spec()["paths"]
+    create = paths["/v1/webhook_endpoints"]["post"]
+    assert "security" not in create  # the document's default: the merchant's bearer key
+    assert set(create["responses"]) == {"201", "400", "401", "413"}
+    assert "Location" in create["responses"]["201"]["headers"]
+    retry = paths["/v1/webhook_endpoints/{endpoint_id}/deliveries/{delivery_id}/retry"]["post"]
+    assert [p["name"] for p in retry["parameters"]] == ["endpoint_id", "delivery_id"]
+    assert set(retry["responses"]) == {"202", "400", "401", "404", "409"}
+    assert (
+        "content" not in paths["/v1/webhook_endpoints/{endpoint_id}"]["delete"]["responses"]["204"]
+    )
 
 
 class Widget(Shape):

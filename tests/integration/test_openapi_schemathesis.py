@@ -3,8 +3,8 @@
 Every operation in `/openapi.json` — webhooks (unsigned) and the operator endpoints included —
 must answer with a documented status code, a documented content type and a body that matches
 the schema, and never with a 5xx. One SQLite database and one merchant serve the whole module;
-a couple of payments are registered first so that generated path parameters sometimes hit
-real ids.
+a couple of payments, two webhook endpoints and deliveries to them are made first so that
+generated path parameters sometimes hit real ids.
 """
 
 from __future__ import annotations
@@ -24,14 +24,19 @@ from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
 from support.simulator import Simulator
 
+from reconciler.adapters import repository
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.entrypoints.openapi import spec
+from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.merchants import create_merchant
+from reconciler.services.notifications import record_payment_event
 from reconciler.services.sweep import Sweeper
 
 MAX_EXAMPLES = 50
 ADMIN_TOKEN = "schemathesis-admin-token"  # test-only
+# Nothing listens here, and no sweep runs after the set-up: no delivery is attempted.
+ENDPOINT_URL = "http://127.0.0.1:9/hooks"
 
 
 class Tally:
@@ -60,7 +65,9 @@ def api_ctx(
     target = tmp_path_factory.mktemp("schemathesis") / "reconciler.db"
     shutil.copy(sqlite_template, target)
     context = bootstrap(
-        make_settings(f"sqlite:///{target}", simulator.url, admin_token=ADMIN_TOKEN),
+        make_settings(
+            f"sqlite:///{target}", simulator.url, admin_token=ADMIN_TOKEN, notify_allow_private=1
+        ),
         clock=FakeClock(),
         rand=random.Random(1).random,
     )
@@ -97,10 +104,40 @@ def api_schema(
     sweeper.sweep_once()
     sweeper.close()
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
-    KNOWN_IDS[:] = known_ids
+    KNOWN_IDS["payment_id"] = known_ids
     page = client.get("/v1/payments?limit=1", headers=api_merchant.headers).json
     assert page["next_cursor"], page
-    KNOWN_CURSORS[:] = [page["next_cursor"]]
+    KNOWN_CURSORS["/v1/payments"] = KNOWN_CURSORS["/admin/payments"] = [page["next_cursor"]]
+
+    # Two endpoints: one the generated DELETEs may remove, one kept for the operations after.
+    kept, doomed = (
+        client.post(
+            "/v1/webhook_endpoints", json={"url": ENDPOINT_URL}, headers=api_merchant.headers
+        ).json["id"]
+        for _ in range(2)
+    )
+    for payment_id, event_type in zip(
+        known_ids, ("payment.succeeded", "payment.failed"), strict=True
+    ):
+        with api_ctx.sessions.begin() as session:
+            payment = repository.payment_for_update(session, payment_id)
+            assert payment is not None
+            record_payment_event(
+                session,
+                payment,
+                event_type,
+                now=api_ctx.clock(),
+                resource=payment_resource(payment),
+                policy=api_ctx.settings.notify.policy,
+            )
+    deliveries = f"/v1/webhook_endpoints/{kept}/deliveries"
+    page = client.get(f"{deliveries}?limit=1", headers=api_merchant.headers).json
+    assert page["next_cursor"], page
+    KNOWN_CURSORS["/v1/webhook_endpoints/{endpoint_id}/deliveries"] = [page["next_cursor"]]
+    listed = client.get(deliveries, headers=api_merchant.headers).json["data"]
+    KNOWN_IDS["endpoint_id"] = [kept]
+    KNOWN_IDS["delivery_id"] = [d["id"] for d in listed]
+    DOOMED_IDS[:] = [doomed]
     yield schema
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     summary = (
@@ -119,8 +156,9 @@ def api_schema(
 OPERATIONS = [
     (method.upper(), path) for path, item in spec(admin=True)["paths"].items() for method in item
 ]
-KNOWN_IDS: list[str] = []
-KNOWN_CURSORS: list[str] = []
+KNOWN_IDS: dict[str, list[str]] = {}  # path parameter -> ids that exist
+DOOMED_IDS: list[str] = []  # the endpoint a DELETE may remove
+KNOWN_CURSORS: dict[str, list[str]] = {}  # path -> cursors the API handed out
 
 
 def with_real_cursor(case: Case) -> Case:
@@ -128,8 +166,22 @@ def with_real_cursor(case: Case) -> Case:
     # merely matches `type: string` is rightly a 400. Valid cases get a real one (or none);
     # invalid cases keep their made-up cursors and must still be refused.
     if case.query and "cursor" in case.query:
-        case.query["cursor"] = KNOWN_CURSORS[len(str(case.query["cursor"])) % len(KNOWN_CURSORS)]
+        known = KNOWN_CURSORS[case.operation.path]
+        case.query["cursor"] = known[len(str(case.query["cursor"])) % len(known)]
     return case
+
+
+def real_path_parameters(operation: APIOperation) -> list[dict[str, str]]:
+    """Every combination of existing ids for the operation's path parameters."""
+    combinations: list[dict[str, str]] = [{}]
+    for parameter in operation.path_parameters:
+        ids = (
+            DOOMED_IDS
+            if operation.method.upper() == "DELETE"
+            else KNOWN_IDS.get(parameter.name, [])
+        )
+        combinations = [{**c, parameter.name: value} for c in combinations for value in ids]
+    return combinations
 
 
 def extras_reach_the_wire(case: Case, declared: set[str]) -> bool:
@@ -143,7 +195,7 @@ def extras_reach_the_wire(case: Case, declared: set[str]) -> bool:
 
 
 def cases(operation: APIOperation) -> st.SearchStrategy[Case]:
-    """Valid and invalid requests; a path with a payment id also gets the real ids."""
+    """Valid and invalid requests; a path with ids also gets real ones."""
     positive = operation.as_strategy(GenerationMode.POSITIVE)
     if any(p.name == "cursor" for p in operation.query):
         positive = positive.map(with_real_cursor)
@@ -152,11 +204,13 @@ def cases(operation: APIOperation) -> st.SearchStrategy[Case]:
         lambda case: extras_reach_the_wire(case, declared)
     )
     strategies = [positive, negative]
-    if "{payment_id}" in operation.path:
-        # Random ids only ever meet a 404; these reach the 200/202 responses too.
+    if operation.path_parameters:
+        # Random ids only ever meet a 404; these reach the 200/202/204 responses too.
         strategies += [
-            operation.as_strategy(GenerationMode.POSITIVE, path_parameters={"payment_id": pid})
-            for pid in KNOWN_IDS
+            operation.as_strategy(GenerationMode.POSITIVE, path_parameters=ids).map(
+                with_real_cursor
+            )
+            for ids in real_path_parameters(operation)
         ]
     return st.one_of(strategies)
 
@@ -179,6 +233,12 @@ def test_operation_conforms_to_the_served_spec(
         excluded.append(positive_data_acceptance)
     if path.endswith("/resolve"):
         # A valid body for a payment that is not flagged for review is rightly refused (400).
+        excluded.append(positive_data_acceptance)
+    if path in ("/v1/webhook_endpoints", "/v1/webhook_endpoints/{endpoint_id}"):
+        # A generated URL is rarely one that resolves, and the destination guard refuses it.
+        excluded.append(positive_data_acceptance)
+    if path.endswith("/recover"):
+        # A schema-valid `since` is usually in the future, which is rightly refused (400).
         excluded.append(positive_data_acceptance)
 
     @given(case=cases(operation))

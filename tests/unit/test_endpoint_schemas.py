@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 
-from reconciler.entrypoints.endpoint_schemas import MODELS, Delivery, dump
+from reconciler.entrypoints import endpoint_schemas
+from reconciler.entrypoints.endpoint_schemas import Delivery
+
+MODELS = [
+    value
+    for value in vars(endpoint_schemas).values()
+    if isinstance(value, type) and value.__module__ == endpoint_schemas.__name__
+]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
@@ -33,7 +40,7 @@ def test_timestamps_are_sent_as_the_payments_api_sends_them() -> None:
         last_error=None,
         delivered_at=at,
     )
-    body = dump(delivery)
+    body = delivery.model_dump(mode="json")
     assert body["created_at"] == "2026-11-28T10:00:03.123Z"
     assert body["event_type"] == "payment.succeeded"
     props = Delivery.model_json_schema(mode="serialization")["properties"]
