@@ -169,11 +169,13 @@ class Engine:
         self._busy: Counter[str] = Counter()  # calls in flight per kind
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
-        # One pool for every kind: each kind's own slots (`Kind.concurrency`) add up to it.
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, sum(kind.concurrency for kind in self.kinds)),
-            thread_name_prefix="engine",
-        )
+        # A pool per kind, as large as its slots: one kind's calls never wait for another's.
+        self._pools = {
+            kind.name: ThreadPoolExecutor(
+                max_workers=max(1, kind.concurrency), thread_name_prefix=f"engine-{kind.name}"
+            )
+            for kind in self.kinds
+        }
 
     def breaker(self, kind: str, target: str) -> CircuitBreaker:
         """Return the breaker for one target of one kind (made on first use)."""
@@ -188,7 +190,8 @@ class Engine:
             return self.breakers[key]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def run_once(self, now: datetime | None = None) -> TickReport:
         """Claim what is due, make the calls, and wait until every result is stored."""
@@ -280,7 +283,7 @@ class Engine:
             self._hold(kind, row, until, TARGET_BUSY, clock(), report, counted=False)
             return []
         slot = _Slot(kind, row, target)
-        return [self._pool.submit(self._run, slot, clock, lease_until, report)]
+        return [self._pools[kind.name].submit(self._run, slot, clock, lease_until, report)]
 
     def _run(
         self, slot: _Slot[Any], clock: Clock, lease_until: datetime, report: TickReport
