@@ -123,6 +123,9 @@ class Settings:
         (), "whsec_ secret(s) of simulator webhooks, comma-separated"
     )
     simulator_port: int = setting(8100, "port of the simulator `make run` starts")
+    listen_port: int = setting(
+        8200, "port `make run`'s dev endpoint expects `reconciler listen` on"
+    )
     stripe_api_base: str = setting("https://api.stripe.com", "Stripe API address")
     stripe_api_key: str | None = setting(None, "Stripe secret key (set: gateway on)")
     stripe_webhook_secret: Secrets = setting((), "Stripe whsec_ secret(s), comma-separated")

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,20 @@ class DevMerchant:
     database_url: str
     merchant_id: str
     api_key: str
+    endpoint_id: str | None = None  # its webhook endpoint, for `reconciler listen`
+    endpoint_secret: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> DevMerchant | None:
         try:
             data: dict[str, Any] = json.loads(path.read_text())
-            return cls(str(data["database_url"]), str(data["merchant_id"]), str(data["api_key"]))
+            return cls(
+                str(data["database_url"]),
+                str(data["merchant_id"]),
+                str(data["api_key"]),
+                data.get("endpoint_id"),
+                data.get("endpoint_secret"),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -113,6 +121,38 @@ def dev_merchant(settings: Settings, path: Path = DEV_FILE) -> tuple[DevMerchant
     return fresh, False
 
 
+def dev_endpoint(settings: Settings, merchant: DevMerchant, path: Path = DEV_FILE) -> DevMerchant:
+    """Make sure the dev merchant has a webhook endpoint on the listener's port.
+
+    Its deliveries go to `reconciler listen`; until one runs, they fail and retry on the
+    delivery schedule, which is worth watching too.
+    """
+    from reconciler.bootstrap import bootstrap
+    from reconciler.services.endpoints import create_endpoint, get_endpoint
+    from reconciler.services.errors import NotFound
+    from reconciler.services.merchants import authenticate
+
+    url = f"http://127.0.0.1:{settings.listen_port}/"
+    ctx = bootstrap(settings, gateways={})
+    try:
+        owner = authenticate(ctx, merchant.api_key)
+        assert owner is not None
+        if merchant.endpoint_id is not None and merchant.endpoint_secret is not None:
+            try:
+                if get_endpoint(ctx, owner, merchant.endpoint_id).url == url:
+                    return merchant
+            except NotFound:
+                pass
+        endpoint, secret = create_endpoint(
+            ctx, owner, url=url, events=None, description="make run: reconciler listen"
+        )
+    finally:
+        ctx.close()
+    with_endpoint = replace(merchant, endpoint_id=endpoint.id, endpoint_secret=secret)
+    with_endpoint.save(path)
+    return with_endpoint
+
+
 def rotate_dev_key(settings: Settings, path: Path = DEV_FILE) -> DevMerchant:
     """Give the saved dev merchant a new key at once (no grace) and save it."""
     from datetime import timedelta
@@ -128,7 +168,7 @@ def rotate_dev_key(settings: Settings, path: Path = DEV_FILE) -> DevMerchant:
         _, api_key = rotate_key(ctx, saved.merchant_id, grace=timedelta(0))
     finally:
         ctx.close()
-    rotated = DevMerchant(saved.database_url, saved.merchant_id, api_key)
+    rotated = replace(saved, api_key=api_key)
     rotated.save(path)
     return rotated
 
@@ -194,16 +234,30 @@ def run(settings: Settings) -> int:
         "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     )
     sim_url = f"http://127.0.0.1:{settings.simulator_port}"
-    settings = settings.replace(simulator_url=sim_url, simulator_webhook_secret=(secret,))
+    settings = settings.replace(
+        simulator_url=sim_url,
+        simulator_webhook_secret=(secret,),
+        # The dev endpoint is on loopback: allowed here, refused in production.
+        notify_allow_private=True,
+    )
     identity = secrets.token_urlsafe(16)
     simulator = start_simulator(settings, secret, identity)
     atexit.register(_stop, simulator)
     wait_for_simulator(sim_url, simulator, identity)
     commands.upgrade(settings)
     merchant, reused = dev_merchant(settings)
+    merchant = dev_endpoint(settings, merchant)
     how = f"reused from {DEV_FILE}" if reused else f"created, saved in {DEV_FILE}"
     print(f"\nmerchant {merchant.merchant_id} ({DEV_MERCHANT}) {how}; its API key:")
     print(merchant.api_key)
+    print(
+        f"\nits webhook endpoint {merchant.endpoint_id} delivers to "
+        f"http://127.0.0.1:{settings.listen_port}/; watch the deliveries in another terminal:"
+    )
+    print(
+        f"  .venv/bin/reconciler listen --port {settings.listen_port} "
+        f"--secret {merchant.endpoint_secret}"
+    )
     print(f"\nsimulator on {sim_url}; service on http://{settings.host}:{settings.port}\n")
     return commands.serve(settings, host=None, port=None)
 

@@ -26,20 +26,22 @@ pytestmark = pytest.mark.slow
 DEVRUN = [sys.executable, "-m", "reconciler.entrypoints.devrun"]
 
 
-def devrun_env(port: int, sim_port: int) -> dict[str, str]:
+def devrun_env(port: int, sim_port: int, listen_port: int = 8200) -> dict[str, str]:
     # No RECONCILER_DATABASE_URL: the default, reconciler.db in the working directory.
-    return Settings(port=port, simulator_port=sim_port, log_level="WARNING").child_env()
+    return Settings(
+        port=port, simulator_port=sim_port, listen_port=listen_port, log_level="WARNING"
+    ).child_env()
 
 
 @contextmanager
-def make_run(tmp: Path, port: int, sim_port: int) -> Iterator[Path]:
+def make_run(tmp: Path, port: int, sim_port: int, listen_port: int = 8200) -> Iterator[Path]:
     """Run devrun in `tmp` until /healthz answers; yield its output file; stop it at exit."""
     out = tmp / f"out-{time.monotonic_ns()}.log"
     with out.open("w") as log:
         process = subprocess.Popen(
             DEVRUN,
             cwd=tmp,
-            env=devrun_env(port, sim_port),
+            env=devrun_env(port, sim_port, listen_port),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -71,11 +73,25 @@ def printed_key(out: Path) -> str:
     return found.group(1)
 
 
+def printed_listen_command(out: Path) -> list[str]:
+    found = re.search(r"reconciler listen --port (\d+) --secret (whsec_\S+)", out.read_text())
+    assert found, out.read_text()
+    return ["--port", found.group(1), "--secret", found.group(2)]
+
+
 def test_make_run_serves_the_readme_walk_through(tmp_path: Path) -> None:
-    port, sim_port = free_port(), free_port()
+    port, sim_port, listen_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    with make_run(tmp_path, port, sim_port) as out:
+    with make_run(tmp_path, port, sim_port, listen_port) as out:
         headers = {"Authorization": f"Bearer {printed_key(out)}"}
+        heard = tmp_path / "listen.log"
+        with heard.open("w") as heard_out:
+            listener = subprocess.Popen(
+                [sys.executable, "-m", "reconciler.entrypoints.cli", "listen"]
+                + printed_listen_command(out),
+                stdout=heard_out,
+                stderr=subprocess.STDOUT,
+            )
         created = requests.post(
             f"{base}/v1/payments",
             json={
@@ -103,6 +119,16 @@ def test_make_run_serves_the_readme_walk_through(tmp_path: Path) -> None:
             raise AssertionError(f"still pending: {seen.json()}")
         truth = requests.get(f"http://127.0.0.1:{sim_port}/_sim/truth", timeout=5).json()
         assert seen.json()["status"] == truth["payments"][payment["gateway_payment_id"]]["status"]
+        # The dev endpoint make run registered delivers the change, signed, to the listener.
+        deadline = time.monotonic() + 30
+        try:
+            while payment["id"] not in heard.read_text() and time.monotonic() < deadline:
+                time.sleep(0.3)
+        finally:
+            listener.terminate()
+            listener.wait(10)
+        assert f"payment.{seen.json()['status']}" in heard.read_text(), heard.read_text()
+        assert "REJECTED" not in heard.read_text()
 
 
 def test_a_restart_reuses_the_dev_key_and_a_rotation_replaces_it(tmp_path: Path) -> None:
