@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -81,3 +83,38 @@ def test_an_idle_sweeper_reads_nothing_between_its_checks(ctx: Context) -> None:
     finally:
         event.remove(ctx.engine, "before_cursor_execute", count)
         sweeper.close()
+
+
+class HeldSweeper(Sweeper):
+    """A sweeper whose first tick waits until the test lets it go."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.ticks = 0
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+
+    def tick(self) -> None:
+        self.ticks += 1
+        if self.ticks == 1:
+            self.first_started.set()
+            self.release.wait(30)
+
+
+def test_a_wake_asked_for_while_a_woken_sweep_still_runs_is_not_lost(
+    ctx: Context, tmp_path: Any
+) -> None:
+    sweeper = HeldSweeper(ctx)
+    job = SweepJob(sweeper, 600, lock_name=str(tmp_path))
+    job.start()
+    try:
+        job.wake(datetime.now(UTC))
+        assert sweeper.first_started.wait(30)
+        job.wake(datetime.now(UTC))  # the first woken tick is still running
+        deadline = time.monotonic() + 30  # a bound for a loaded machine, not a timing claim
+        while sweeper.ticks < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sweeper.ticks >= 2
+    finally:
+        sweeper.release.set()
+        job.stop()
