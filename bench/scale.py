@@ -271,14 +271,16 @@ def _ceiling(url: str, connections: int, seconds: int = 5) -> dict[str, Any] | N
 
 
 def _claims(files: list[Path], t0: float, t1: float) -> dict[str, Any]:
-    statements: list[tuple[float, float, int]] = []
-    calls: list[tuple[float, float, int]] = []
+    """Claim timings of the payments queue within the window (other queues counted apart)."""
+    statements: list[list[Any]] = []
+    calls: list[list[Any]] = []
     for path in files:
         data = json.loads(path.read_text())
-        statements += [tuple(x) for x in data["claim_statements"]]  # type: ignore[misc]
-        calls += [tuple(x) for x in data["claim_calls"]]  # type: ignore[misc]
-    statements = [s for s in statements if t0 <= s[0] <= t1]
-    calls = [c for c in calls if t0 <= c[0] <= t1]
+        statements += data["claim_statements"]
+        calls += data["claim_calls"]
+    inside = [s for s in statements if t0 <= s[0] <= t1]
+    statements = [s for s in inside if s[3] == "payments"]
+    calls = [c for c in calls if t0 <= c[0] <= t1 and c[3] == "payments"]
 
     def ms(values: list[float], q: float) -> float | None:
         value = percentile(values, q)
@@ -288,6 +290,7 @@ def _claims(files: list[Path], t0: float, t1: float) -> dict[str, Any]:
     whole = [c[1] for c in calls]
     return {
         "claims": len(statements),
+        "other_queue_claims": len(inside) - len(statements),
         "rows_per_claim": round(statistics.fmean(s[2] for s in statements), 1)
         if statements
         else None,
@@ -392,6 +395,10 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
         "machine_busy": None if busy is None else round(busy, 3),
         "run_cores": round(ours, 2),
         "cores": cores,
+        # The rate this run's CPU cost allows if it had every core to itself.
+        "cpu_ceiling_per_s": round(cores * polls / (replica_cpu + postgres_cpu + gateway_cpu), 1)
+        if polls
+        else None,
         "cpu_ms_per_poll": {
             "replicas": round(replica_cpu / polls * 1000, 3) if polls else None,
             "postgres": round(postgres_cpu / polls * 1000, 3) if polls else None,
@@ -490,7 +497,8 @@ def render(result: dict[str, Any]) -> str:
             f"  R={row['replicas']}: {row['polls_per_s']:>7.1f} polls/s of a "
             f"{row['limit_per_s']:.0f}/s limit: fraction {row['fraction']:.3f}; binds: "
             f"{row['binds']} (machine busy {row['machine_busy']}, this run "
-            f"{row['run_cores']} of {row['cores']} cores)"
+            f"{row['run_cores']} of {row['cores']} cores; all cores at this cost: "
+            f"{row['cpu_ceiling_per_s']}/s)"
         )
         lines.append(
             f"       CPU per poll {cpu['service_total']} ms (replicas {cpu['replicas']}, "
@@ -499,8 +507,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             f"       claim statement p50 {claim['statement_p50_ms']} ms, p99 "
             f"{claim['statement_p99_ms']} ms, max {claim['statement_max_ms']} ms; "
-            f"claim_due call p99 {claim['call_p99_ms']} ms ({claim['claims']} claims, "
-            f"{claim['rows_per_claim']} rows each)"
+            f"claim_due call p99 {claim['call_p99_ms']} ms ({claim['claims']} payment claims, "
+            f"{claim['rows_per_claim']} rows each; {claim['other_queue_claims']} of deliveries)"
         )
         lines.append(
             f"       connections open {conns['open_mean']} (max {conns['open_max']}), in use "

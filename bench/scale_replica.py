@@ -44,8 +44,9 @@ class ClaimTimer:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.statements: list[tuple[float, float, int]] = []  # (wall time, seconds, rows)
-        self.calls: list[tuple[float, float, int]] = []
+        # (wall time, seconds, rows, table or queue)
+        self.statements: list[tuple[float, float, int, str]] = []
+        self.calls: list[tuple[float, float, int, str]] = []
 
     def install(self, engine: Any) -> None:
         @event.listens_for(engine, "before_cursor_execute")
@@ -59,16 +60,17 @@ class ClaimTimer:
             if started is not None:
                 took = time.perf_counter() - started
                 with self.lock:
-                    self.statements.append((time.time(), took, cursor.rowcount))
+                    table = statement.split()[1]
+                    self.statements.append((time.time(), took, cursor.rowcount, table))
 
         original: Callable[..., list[Any]] = repository.claim_due
 
-        def timed_claim_due(*args: Any, **kwargs: Any) -> list[Any]:
+        def timed_claim_due(session: Any, queue: Any, **kwargs: Any) -> list[Any]:
             started = time.perf_counter()
-            rows = original(*args, **kwargs)
+            rows = original(session, queue, **kwargs)
             took = time.perf_counter() - started
             with self.lock:
-                self.calls.append((time.time(), took, len(rows)))
+                self.calls.append((time.time(), took, len(rows), queue.table.name))
             return rows
 
         repository.claim_due = timed_claim_due  # type: ignore[assignment]
