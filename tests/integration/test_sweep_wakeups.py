@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import event
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
@@ -118,3 +119,35 @@ def test_a_wake_asked_for_while_a_woken_sweep_still_runs_is_not_lost(
     finally:
         sweeper.release.set()
         job.stop()
+
+
+def test_a_tick_with_every_poll_slot_busy_does_not_ask_to_be_woken_for_due_rows(
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    simulator: Simulator,
+) -> None:
+    clock: FakeClock = ctx.clock  # type: ignore[assignment]
+    slots = ctx.settings.sweep_concurrency
+    for n in range(slots + 2):  # more due rows than poll slots
+        gid = simulator.create(amount=5, currency="EUR", reference=f"busy{n}")["id"]
+        register_payment(client, merchant, gid, reference=f"busy{n}", amount=5)
+    clock.advance(3600)
+    simulator.set_faults(latency_min_s=2.0, latency_max_s=2.0)  # the calls stay in flight
+    sweeper = Sweeper(ctx)
+    asked: list[datetime] = []
+    main = threading.current_thread()
+
+    def on_wake(at: datetime) -> None:
+        if threading.current_thread() is main:  # asked by the tick itself, not by a call ending
+            asked.append(at)
+
+    sweeper.on_wake = on_wake
+    try:
+        sweeper.tick()  # claims a row per slot; the other due rows wait for a slot
+        # Waking now would find no poll slot free: the tick would run again and again,
+        # claiming nothing, until a call ends (and a call ending wakes it anyway).
+        assert asked == []
+    finally:
+        sweeper.close()
+        simulator.set_faults(latency_min_s=0.0, latency_max_s=0.0)
