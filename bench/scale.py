@@ -9,9 +9,12 @@ plus a stored answer and the backlog never drains; it counts calls and notes any
 made for an id that already had one in flight (a row polled twice at once). Its own
 ceiling is measured first with wrk.
 
-Then, for R = 1, 2, 3 replicas (real processes, bench/scale_replica.py: the in-process
-sweep job of `reconciler serve`, each with its own engine and pool, one database), after
-a warm-up, over a window of W seconds:
+Then for R = 1, 2, 3 replicas (real processes, bench/scale_replica.py: the in-process
+sweep job of `reconciler serve`, each with its own engine and pool, one database), with
+C = 16 calls in flight each (the default) and again with C = 4 (a limit one replica
+reaches on two shared cores, so that series shows each replica adding throughput until
+the CPU binds; the quick run does C = 16 with 3 replicas only), after a warm-up, over a
+window of W seconds:
 
 - polls per second (the gateway's count) against the limit R × C ÷ latency, and the
   machine's CPU (busy fraction of all cores, shared with whatever else runs);
@@ -20,8 +23,10 @@ a warm-up, over a window of W seconds:
 - CPU per poll: CPU seconds of the replicas and of every PostgreSQL process, ÷ polls;
 - database connections (pg_stat_activity, sampled every second): open and in use.
 
-Before each R the due rows are made due again, the timeline emptied and the table
-vacuumed (untimed), so each R starts from the same state.
+Also per poll: commits, rows updated and inserted, WAL bytes (pg_stat_database and the
+WAL position), and the sizes of the payments table, its due index and a timeline event.
+Before each window the due rows are made due again, the timeline emptied and the table
+vacuumed (untimed), so each window starts from the same state.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from reconciler.entrypoints.commands import upgrade
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY_S = 0.05
 CONCURRENCY = 16  # RECONCILER_SWEEP_CONCURRENCY per replica (the default)
+LOW_CONCURRENCY = 4  # a limit one replica can reach on two shared cores
 BATCH = 200  # RECONCILER_SWEEP_BATCH_SIZE (the default)
 TICK = os.sysconf("SC_CLK_TCK")
 BOUND_FRACTION = 0.9  # at or above this fraction of R × C ÷ L, the limit binds
@@ -62,11 +68,23 @@ class Shape:
     due: int
     warmup_s: float
     window_s: float
-    replicas: tuple[int, ...]
+    series: tuple[tuple[int, tuple[int, ...]], ...]  # (concurrency, replica counts)
 
 
-QUICK = Shape(rows=100_000, due=20_000, warmup_s=5, window_s=15, replicas=(1, 2, 3))
-FULL = Shape(rows=1_000_000, due=100_000, warmup_s=10, window_s=60, replicas=(1, 2, 3))
+QUICK = Shape(
+    rows=100_000,
+    due=20_000,
+    warmup_s=4,
+    window_s=10,
+    series=((CONCURRENCY, (3,)), (LOW_CONCURRENCY, (1, 2, 3))),
+)
+FULL = Shape(
+    rows=1_000_000,
+    due=100_000,
+    warmup_s=10,
+    window_s=60,
+    series=((CONCURRENCY, (1, 2, 3)), (LOW_CONCURRENCY, (1, 2, 3))),
+)
 
 
 # --- processes and CPU ------------------------------------------------------------------
@@ -194,6 +212,36 @@ def _reset(conninfo: str) -> None:
         conn.execute("VACUUM ANALYZE payments")
 
 
+def _db_counters(conninfo: str) -> dict[str, int]:
+    """WAL position and this database's transaction and row counters."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, xact_commit,"
+            " tup_inserted, tup_updated FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return dict(zip(("wal_bytes", "commits", "inserted", "updated"), row, strict=True))
+
+
+def _sizes(conninfo: str) -> dict[str, Any]:
+    """Bytes on disk of the payments table, its due index, and the timeline per event."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_total_relation_size('payments'), pg_relation_size('payments'),"
+            " pg_relation_size('ix_payments_due'), pg_total_relation_size('payment_events'),"
+            " (SELECT count(*) FROM payment_events)"
+        ).fetchone()
+    assert row is not None
+    total, heap, due_index, events_bytes, events = row
+    return {
+        "payments_total_mb": round(total / 2**20, 1),
+        "payments_heap_mb": round(heap / 2**20, 1),
+        "due_index_mb": round(due_index / 2**20, 1),
+        "events": events,
+        "bytes_per_event": round(events_bytes / events) if events else None,
+    }
+
+
 class ConnectionSampler:
     """Sample pg_stat_activity of one database every second, in a thread."""
 
@@ -314,15 +362,16 @@ class Stack:
     tmp: Path
 
 
-def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
+def _window(replicas: int, concurrency: int, shape: Shape, stack: Stack) -> dict[str, Any]:
     db_url, conninfo, gateway = stack.db_url, stack.conninfo, stack.gateway
     postmaster, tmp = stack.postmaster, stack.tmp
     requests.post(f"{gateway}/_fake/reset", timeout=10).raise_for_status()
-    outs = [tmp / f"r{replicas}-{i}.json" for i in range(replicas)]
+    tag = f"c{concurrency}-r{replicas}"
+    outs = [tmp / f"{tag}-{i}.json" for i in range(replicas)]
     procs = []
     try:
         for i, out in enumerate(outs):
-            log = tmp / f"r{replicas}-{i}.log"
+            log = tmp / f"{tag}-{i}.log"
             proc = _start(
                 [
                     "-m",
@@ -332,7 +381,7 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
                     "--gateway-url",
                     gateway,
                     "--concurrency",
-                    str(CONCURRENCY),
+                    str(concurrency),
                     "--batch",
                     str(BATCH),
                     "--name",
@@ -344,18 +393,20 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
             )
             procs.append(proc)
         for i, proc in enumerate(procs):
-            _wait_for_line(tmp / f"r{replicas}-{i}.log", "sweeping", proc)
+            _wait_for_line(tmp / f"{tag}-{i}.log", "sweeping", proc)
         time.sleep(shape.warmup_s)
         with ConnectionSampler(conninfo) as sampler:
             g0, t0 = _gateway_stats(gateway), time.time()
             r0 = sum(_proc_cpu(p.pid) for p in procs)
             p0 = _postgres_cpu(postmaster)
             m0 = _machine_busy()
+            d0 = _db_counters(conninfo)
             time.sleep(shape.window_s)
             g1, t1 = _gateway_stats(gateway), time.time()
             r1 = sum(_proc_cpu(p.pid) for p in procs)
             p1 = _postgres_cpu(postmaster)
             m1 = _machine_busy()
+            d1 = _db_counters(conninfo)
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"replica exited early with {proc.returncode}")
@@ -363,10 +414,11 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
         for proc in procs:
             stop_process(proc)  # SIGTERM: each writes its timings and exits
     final = _gateway_stats(gateway)
+    sizes = _sizes(conninfo)
     seconds = t1 - t0
     polls = g1["calls"] - g0["calls"]
     rate = polls / seconds
-    limit = replicas * CONCURRENCY / LATENCY_S
+    limit = replicas * concurrency / LATENCY_S
     replica_cpu, postgres_cpu = r1 - r0, p1 - p0
     gateway_cpu = g1["cpu_s"] - g0["cpu_s"]
     busy = (m1[0] - m0[0]) / (m1[1] - m0[1]) if m1[1] > m0[1] else None
@@ -386,6 +438,7 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
     heard = [json.loads(out.read_text())["notifications_heard"] for out in outs]
     return {
         "replicas": replicas,
+        "concurrency": concurrency,
         "window_s": round(seconds, 1),
         "polls": polls,
         "polls_per_s": round(rate, 1),
@@ -409,6 +462,8 @@ def _window(replicas: int, shape: Shape, stack: Stack) -> dict[str, Any]:
         },
         "claim": _claims(outs, t0, t1),
         "connections": sampler.summary(),
+        "per_poll": {key: round((d1[key] - d0[key]) / polls, 2) for key in d0} if polls else {},
+        "sizes_after": sizes,
         "double_polls": final["overlaps"],
         "double_poll_ids": final["overlap_ids"],
         "max_calls_in_flight": final["max_in_flight"],
@@ -426,7 +481,6 @@ def run(quick: bool) -> dict[str, Any]:
         "rows": shape.rows,
         "due": shape.due,
         "latency_s": LATENCY_S,
-        "concurrency": CONCURRENCY,
         "batch": BATCH,
         "warmup_s": shape.warmup_s,
         "window_s": shape.window_s,
@@ -452,25 +506,29 @@ def run(quick: bool) -> dict[str, Any]:
             )
             line = _wait_for_line(gateway_log, "listening on", gateway_proc)
             gateway = line.split("listening on ")[1].strip()
-            most = max(shape.replicas) * CONCURRENCY
+            most = max(c * max(counts) for c, counts in shape.series)
             say(f"scale: the fake gateway's ceiling at {2 * most} connections...")
             out["gateway_ceiling"] = _ceiling(gateway, 2 * most)
             stack = Stack(db_url, conninfo, gateway, postmaster, tmp)
-            for replicas in shape.replicas:
-                _reset(conninfo)
-                say(
-                    f"scale: {replicas} replica(s), {shape.warmup_s:g} s warm-up, "
-                    f"{shape.window_s:g} s window..."
-                )
-                out["runs"].append(_window(replicas, shape, stack))
+            for concurrency, counts in shape.series:
+                for replicas in counts:
+                    _reset(conninfo)
+                    say(
+                        f"scale: {replicas} replica(s), C={concurrency}, "
+                        f"{shape.warmup_s:g} s warm-up, {shape.window_s:g} s window..."
+                    )
+                    out["runs"].append(_window(replicas, concurrency, shape, stack))
     finally:
         stop_process(gateway_proc)
         shutil.rmtree(tmp, ignore_errors=True)
     out["load_after"] = _loadavg()
     runs = out["runs"]
     out["ratios"] = {
-        f"{b['replicas']}/{a['replicas']} replicas": ratio(b["polls_per_s"], a["polls_per_s"])
+        f"C={a['concurrency']}: {b['replicas']}/{a['replicas']} replicas": ratio(
+            b["polls_per_s"], a["polls_per_s"]
+        )
         for a, b in zip(runs, runs[1:], strict=False)
+        if a["concurrency"] == b["concurrency"]
     }
     return out
 
@@ -480,7 +538,7 @@ def render(result: dict[str, Any]) -> str:
         return f"scale run: skipped ({result['skipped']})"
     lines = [
         f"scale run (PostgreSQL, {result['rows']:,} payments, {result['due']:,} due; gateway "
-        f"{result['latency_s'] * 1000:.0f} ms; C={result['concurrency']} per replica; "
+        f"{result['latency_s'] * 1000:.0f} ms; C calls in flight per replica; "
         f"{result['window_s']:g} s windows; loaded in {result.get('load_s')} s; "
         f"load average {result['load_before']} -> {result.get('load_after')})"
     ]
@@ -492,9 +550,11 @@ def render(result: dict[str, Any]) -> str:
             f"{ceiling['fraction']}), {ceiling['cpu_us_per_request']} us CPU per request"
         )
     for row in result["runs"]:
-        cpu, claim, conns = row["cpu_ms_per_poll"], row["claim"], row["connections"]
+        cpu, claim = row["cpu_ms_per_poll"], row["claim"]
+        conns = row["connections"]
         lines.append(
-            f"  R={row['replicas']}: {row['polls_per_s']:>7.1f} polls/s of a "
+            f"  R={row['replicas']} C={row['concurrency']:<2}: {row['polls_per_s']:>7.1f} "
+            "polls/s of a "
             f"{row['limit_per_s']:.0f}/s limit: fraction {row['fraction']:.3f}; binds: "
             f"{row['binds']} (machine busy {row['machine_busy']}, this run "
             f"{row['run_cores']} of {row['cores']} cores; all cores at this cost: "
@@ -514,6 +574,17 @@ def render(result: dict[str, Any]) -> str:
             f"       connections open {conns['open_mean']} (max {conns['open_max']}), in use "
             f"{conns['in_use_mean']} (max {conns['in_use_max']}); polled twice at once: "
             f"{row['double_polls']}"
+        )
+        per = row["per_poll"]
+        lines.append(
+            f"       per poll: {per.get('commits')} commits, {per.get('updated')} rows updated, "
+            f"{per.get('inserted')} inserted, {per.get('wal_bytes')} WAL bytes"
+        )
+        sizes = row["sizes_after"]
+        lines.append(
+            f"       payments {sizes['payments_total_mb']} MB with indexes (heap "
+            f"{sizes['payments_heap_mb']} MB, due index {sizes['due_index_mb']} MB); timeline "
+            f"{sizes['events']} events, {sizes['bytes_per_event']} bytes each"
         )
     for key, value in result["ratios"].items():
         lines.append(f"  ratio polls/s {key}: {value}")
