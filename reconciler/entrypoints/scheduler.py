@@ -18,6 +18,7 @@ import threading
 from datetime import datetime
 from typing import IO
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -38,6 +39,8 @@ class SweepJob:
         self.sweeper = sweeper
         self.interval_s = interval_s
         self._wake_at: datetime | None = None
+        self._wake_job: str | None = None  # the planned wake's job id
+        self._wakes = 0
         self._wake_lock = threading.Lock()
 
         digest = hashlib.sha256(lock_name.encode()).hexdigest()[:16]
@@ -59,24 +62,38 @@ class SweepJob:
         self.scheduler.start()
 
     def wake(self, at: datetime) -> None:
-        """Run a sweep at `at` (at once if it is past), unless one is planned sooner."""
+        """Run a sweep at `at` (at once if it is past), unless one is planned sooner.
+
+        Each wake is its own job: a wake asked for while the previous one still runs
+        must not be skipped by APScheduler's one-instance-per-job rule (that lost every
+        later wake, leaving only the interval). A planned wake replaced by a sooner one
+        is removed.
+        """
         with self._wake_lock:
             if self._wake_at is not None and self._wake_at <= at:
                 return
             self._wake_at = at
+            self._wakes += 1
+            job_id = f"wake-{self._wakes}"
+            replaced, self._wake_job = self._wake_job, job_id
         with contextlib.suppress(SchedulerNotRunningError):  # stopping: nothing to wake
             self.scheduler.add_job(
                 self._woken,
                 "date",
                 run_date=at,
-                id="wake",
-                replace_existing=True,
+                args=[job_id],
+                id=job_id,
                 misfire_grace_time=None,
             )
+            if replaced is not None:
+                with contextlib.suppress(JobLookupError):  # it ran (or runs) already
+                    self.scheduler.remove_job(replaced)
 
-    def _woken(self) -> None:
+    def _woken(self, job_id: str) -> None:
         with self._wake_lock:
-            self._wake_at = None
+            if self._wake_job == job_id:
+                self._wake_at = None
+                self._wake_job = None
         self.run()
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -240,10 +240,14 @@ class Engine:
             report.duration_s = time.monotonic() - started
             return report, futures
 
-    def has_free_slots(self, *, quarter: bool = False) -> bool:
-        """Say whether some kind has a free slot (a quarter of its slots, if asked)."""
+    def has_free_slots(
+        self, *, quarter: bool = False, kinds: Collection[str] | None = None
+    ) -> bool:
+        """Say whether some kind (of `kinds`, if named) has a free slot (a quarter, if asked)."""
         with self._lock:
             for kind in self.kinds:
+                if kinds is not None and kind.name not in kinds:
+                    continue
                 wanted = max(1, kind.concurrency // 4) if quarter else 1
                 if kind.concurrency - self._busy[kind.name] >= wanted:
                     return True

@@ -82,6 +82,7 @@ class Sweeper:
         self._lock = threading.Lock()
         self._plan_lock = threading.Lock()
         self._earliest: datetime | None = None  # the earliest due time this process knows
+        self._due_kinds: set[str] = set()  # kinds with rows due at the last read ("": heard)
         self._heard: datetime | None = None  # the earliest announced since the last read
         self._checked_at: datetime | None = None
         self._beat_at: datetime | None = None
@@ -183,24 +184,37 @@ class Sweeper:
         with self._plan_lock:
             self._heard = None
         with self.ctx.read() as session:
-            found = [
-                repository.earliest_due(session, kind.queue, now) for kind in self.engine.kinds
-            ]
-        known = [at for at in found if at is not None]
+            found = {
+                kind.name: repository.earliest_due(session, kind.queue, now)
+                for kind in self.engine.kinds
+            }
+        due = {name: at for name, at in found.items() if at is not None}
+        # A kind whose rows are due but whose slots are all busy is woken by its calls
+        # finishing (`_refill`): waking now would only spin on the other kinds' room.
+        startable = [
+            at for name, at in due.items() if at > now or self.engine.has_free_slots(kinds=(name,))
+        ]
         with self._plan_lock:
             if self._heard is not None:
-                known.append(self._heard)  # announced while we were reading
-            self._earliest = min(known) if known else None
+                due[""] = self._heard  # announced while we were reading (kind unknown)
+                startable.append(self._heard)
+            self._earliest = min(due.values()) if due else None
+            self._due_kinds = {name for name, at in due.items() if at <= now}
             self._checked_at = now
-            earliest = self._earliest
-        if earliest is not None and self.on_wake is not None and self.engine.has_free_slots():
-            self.on_wake(earliest)
+        if startable and self.on_wake is not None:
+            self.on_wake(min(startable))
 
     def _refill(self) -> None:
         """Wake at once when calls finish and due rows are still waiting for a slot."""
         with self._plan_lock:
             waiting = self._earliest is not None and self._earliest <= self.ctx.clock()
-        if waiting and self.on_wake is not None and self.engine.has_free_slots(quarter=True):
+            # Only the kinds with rows waiting count: an idle kind's free slots say nothing.
+            kinds = None if "" in self._due_kinds else set(self._due_kinds)
+        if (
+            waiting
+            and self.on_wake is not None
+            and self.engine.has_free_slots(quarter=True, kinds=kinds)
+        ):
             self.on_wake(self.ctx.clock())
 
     def _report(self, tick: TickReport, before: dict[str, int]) -> SweepReport:
