@@ -448,10 +448,20 @@ def delivery_with_target(
 
 
 def halt_pending_deliveries(session: Session, endpoint_id: str, *, reason: str) -> int:
-    """Fail every pending delivery of an endpoint (deleted or disabled); return how many."""
+    """Fail every pending delivery of an endpoint (deleted or disabled); return how many.
+
+    Rows locked by a store in progress are skipped (on PostgreSQL): that store holds its
+    row and waits for the endpoint this caller holds, so waiting for it would deadlock;
+    it fails its delivery itself once it sees the endpoint switched off.
+    """
+    halted = select(deliveries.c.id).where(
+        deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == "pending"
+    )
+    if _dialect(session) == "postgresql":
+        halted = halted.with_for_update(skip_locked=True)
     result = session.execute(
         update(deliveries)
-        .where(deliveries.c.endpoint_id == endpoint_id, deliveries.c.status == "pending")
+        .where(deliveries.c.id.in_(halted.scalar_subquery()))
         .values(
             status="failed",
             next_attempt_at=None,
@@ -484,3 +494,9 @@ def revive_failed_deliveries(
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def event_payment_id(session: Session, event_id: str) -> str | None:
+    """The payment an event is about (for log lines)."""
+    stmt = select(NotificationEvent.payment_id).where(NotificationEvent.id == event_id)
+    return session.scalar(stmt)

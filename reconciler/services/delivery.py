@@ -9,7 +9,7 @@ sends it, and stores what the decision says.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
+from reconciler.adapters.models import WebhookEndpoint
 from reconciler.adapters.notify.sender import Sender, new_sender
 from reconciler.domain.delivery import (
     DeliveryOutcome,
@@ -109,10 +110,20 @@ class Deliveries:
 
     def store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
         delivery = repository.delivery_for_update(session, row.id)
-        if delivery is None or isinstance(result, Skipped):
+        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
+            return  # failed by a disable or a delete while the attempt was out
+        # Lock the endpoint before the delivery row changes again. The engine's release
+        # of the lease already updated that row in this transaction, and PostgreSQL
+        # re-checks the foreign keys of a row updated twice (KEY SHARE on the endpoint):
+        # upgrading that lock to FOR UPDATE afterwards deadlocks two stores of one endpoint.
+        endpoint = repository.endpoint_for_update(session, delivery.endpoint_id)
+        off = _switched_off(endpoint)
+        if isinstance(result, Skipped):
+            if off is not None:  # nothing was sent: the endpoint is off, the row fails
+                delivery.status = DeliveryStatus.FAILED.value
+                delivery.next_attempt_at = None
+                delivery.last_error = off
             return
-        if delivery.status != DeliveryStatus.PENDING.value:
-            return  # disabled or deleted while the attempt was out
         update = decide_delivery(
             DeliveryRow(delivery.attempts, delivery.last_delay_s, delivery.give_up_at),
             result,
@@ -120,8 +131,15 @@ class Deliveries:
             policy=self.settings.policy,
             rand=self.ctx.rand,
         )
+        if off is not None and update.status is DeliveryStatus.PENDING:
+            # Switched off while this attempt was out (the halt skipped the row this
+            # store had locked): no retry, the delivery fails like the endpoint's others.
+            update = replace(
+                update, status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=off
+            )
         store_attempt(session, delivery, update, now=now)
-        self._track_endpoint(session, delivery.endpoint_id, update.status, now)
+        if off is None:
+            self._track_endpoint(session, delivery.endpoint_id, update.status, now)
         log.log(
             logging.INFO if update.status is not DeliveryStatus.FAILED else logging.WARNING,
             "delivery attempted",
@@ -129,6 +147,7 @@ class Deliveries:
                 "delivery_id": delivery.id,
                 "endpoint_id": delivery.endpoint_id,
                 "event_id": delivery.event_id,
+                "payment_id": repository.event_payment_id(session, delivery.event_id),
                 "attempt": update.attempts,
                 "status": update.status.value,
                 "response_status": update.last_response_status,
@@ -162,9 +181,39 @@ class Deliveries:
         delivery = repository.delivery_for_update(session, row.id)
         if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return
+        if why == BUSY:
+            # The endpoint is busy, not failing: the row keeps its turn, past the deadline
+            # too (the attempt then decides; a failure after the deadline is final).
+            delivery.next_attempt_at = until
+            return
+        if now >= delivery.give_up_at:
+            # Held at its deadline by an open breaker: capping the hold at the deadline
+            # would make the row due again at once, claimed and held on every tick.
+            delivery.status = DeliveryStatus.FAILED.value
+            delivery.next_attempt_at = None
+            delivery.last_error = f"gave up: endpoint {why}"
+            log.warning(
+                "delivery gave up",
+                extra={
+                    "delivery_id": delivery.id,
+                    "endpoint_id": delivery.endpoint_id,
+                    "event_id": delivery.event_id,
+                    "payment_id": repository.event_payment_id(session, delivery.event_id),
+                    "reason": why,
+                },
+            )
+            return
         delivery.next_attempt_at = min(until, delivery.give_up_at)
-        if why != BUSY:
-            delivery.last_error = f"endpoint {why}"
+        delivery.last_error = f"endpoint {why}"
 
     def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
         log.info("delivery result after its lease was lost", extra={"delivery_id": row.id})
+
+
+def _switched_off(endpoint: WebhookEndpoint | None) -> str | None:
+    """Say why an endpoint gets nothing more (deleted, disabled), or None when it is on."""
+    if endpoint is None or endpoint.deleted_at is not None:
+        return "endpoint deleted"
+    if endpoint.status != "enabled":
+        return f"endpoint disabled: {endpoint.disabled_reason or 'by the merchant'}"
+    return None
