@@ -6,7 +6,15 @@ from flask import Flask
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
-from reconciler.entrypoints import admin, api, endpoints, ops, problems, webhooks
+from reconciler.entrypoints import (
+    admin,
+    admin_notifications,
+    api,
+    endpoints,
+    ops,
+    problems,
+    webhooks,
+)
 from reconciler.entrypoints.metrics import Metrics
 from reconciler.services.sweep import Sweeper
 
@@ -32,4 +40,5 @@ def create_app(
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin_notifications.bp)
     return app

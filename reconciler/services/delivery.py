@@ -64,6 +64,9 @@ class Deliveries:
         self.settings = notify
         self.concurrency = notify.concurrency
         self.max_in_flight_per_target: int | None = notify.max_in_flight_per_endpoint
+        # Connect and read are each timed out: an attempt must fit in its lease twice over
+        # the timeout, or a lease could lapse mid-attempt and another replica send it too.
+        self.max_call_s = 2 * notify.timeout_s
         self.sender = sender or new_sender(
             timeout_s=notify.timeout_s,
             allow_private=notify.allow_private,

@@ -59,6 +59,8 @@ class Kind(Protocol[RowT, ResultT]):
     queue: Queue
     concurrency: int  # calls of this kind in flight at once, across its targets
     max_in_flight_per_target: int | None  # None: only `concurrency` bounds a target
+    # A kind may also set `max_call_s`, the longest its call can take, when that is not
+    # the engine's `EngineConfig.max_call_s` (a call is made only if it fits in the lease).
 
     def row(self, claimed: Row[Any]) -> RowT:
         """Read one claimed row (the queue's returned columns)."""
@@ -281,7 +283,8 @@ class Engine:
         try:
             # A row waiting behind slow calls may outlive its lease; another process may
             # then claim it, and calling now could make the same call twice at once.
-            if clock() + timedelta(seconds=self.config.max_call_s) > lease_until:
+            longest = getattr(kind, "max_call_s", None) or self.config.max_call_s
+            if clock() + timedelta(seconds=longest) > lease_until:
                 report.count(kind.name, target, "lease_too_short")
                 return
             breaker = self.breaker(kind.name, target)

@@ -502,12 +502,11 @@ def test_a_delivery_held_by_an_open_breaker_at_its_deadline_fails_instead_of_spi
             _, gid = shop.payment(f"dl{n}")
             shop.report(gid, "succeeded")
         sweeps = deliver_all(sweeper, ctx, clock, rounds=200)
+        assert {d["status"] for d in shop.deliveries(endpoint)} == {"failed"}
+        assert sweeps < 100
     finally:
         sweeper.close()
         ctx.close()
-    listed = shop.deliveries(endpoint)
-    assert {d["status"] for d in listed} == {"failed"}
-    assert sweeps < 100
 
 
 def test_a_slow_endpoint_does_not_delay_a_healthy_endpoints_deliveries(
@@ -588,15 +587,23 @@ def test_a_sweep_killed_mid_delivery_loses_nothing(
             "RECONCILER_NOTIFY_ALLOW_PRIVATE": "1",
             "RECONCILER_NOTIFY_TIMEOUT_S": "15",
         }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "reconciler.entrypoints.cli", "sweep", "--once"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with (tmp_path / "sweep.stderr").open("wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "reconciler.entrypoints.cli", "sweep", "--once"],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         try:
-            eventually(lambda: receiver.hanging() == 4, "the sweep's four attempts going out")
+
+            def out() -> bool:
+                if proc.poll() is not None:
+                    log = (tmp_path / "sweep.stderr").read_text()[-3000:]
+                    raise AssertionError(f"the sweep exited with {proc.returncode}:\n{log}")
+                return receiver.hanging() == 4
+
+            eventually(out, "the sweep's four attempts going out", timeout=90)
             leased = [d for d in deliveries(ctx) if d.lease_owner]
             assert len(leased) == 4
         finally:
@@ -632,6 +639,7 @@ def test_several_sweepers_never_attempt_one_delivery_at_once(
         notify_timeout_s=2,
         notify_concurrency=6,
         lease_s=8,
+        breaker_threshold=1000,  # every first attempt fails here on purpose
     )
     ctx = bootstrap(settings)
     shop = Shop(ctx, simulator)
@@ -673,4 +681,31 @@ def test_several_sweepers_never_attempt_one_delivery_at_once(
             assert set(Counter(got.ids()).values()) == {2}  # one 503, then one 200: no more
         assert {d.lease_owner for d in deliveries(ctx)} == {None}
     finally:
+        ctx.close()
+
+
+def test_an_attempt_that_could_outlive_its_lease_is_not_made(
+    db_url: str, simulator: Simulator, receiver: Receiver, clock: FakeClock
+) -> None:
+    # Gateway calls fit in 5 s here, a delivery attempt in twice its 20 s timeout.
+    settings = make_settings(
+        db_url, simulator.url, notify_allow_private=1, notify_timeout_s=20, lease_s=60
+    )
+    ctx = bootstrap(settings, clock=clock)
+    shop = Shop(ctx, simulator)
+    endpoint = shop.endpoint(receiver.url)
+    _, gid = shop.payment("late-in-queue")
+    shop.report(gid, "succeeded")
+    claimed_at = clock.now
+    ticks = iter([claimed_at])  # the claim sees this time; every later read is 25 s on
+    ctx.clock = lambda: next(ticks, claimed_at + timedelta(seconds=25))
+    sweeper = Sweeper(ctx)
+    try:
+        report = sweeper.sweep_once()
+        assert report.deliveries == {"lease_too_short": 1}
+        assert receiver.received == []
+        [listed] = shop.deliveries(endpoint)
+        assert listed["attempts"] == 0
+    finally:
+        sweeper.close()
         ctx.close()
