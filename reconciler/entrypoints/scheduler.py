@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO
 
 from apscheduler.schedulers import SchedulerNotRunningError
@@ -61,7 +61,10 @@ class SweepJob:
     def wake(self, at: datetime) -> None:
         """Run a sweep at `at` (at once if it is past), unless one is planned sooner."""
         with self._wake_lock:
-            if self._wake_at is not None and self._wake_at <= at:
+            # A planned wake already past was run or skipped (a wake that comes while the
+            # last one still runs is dropped by max_instances): it covers nothing now.
+            planned = self._wake_at
+            if planned is not None and datetime.now(UTC) < planned <= at:
                 return
             self._wake_at = at
         with contextlib.suppress(SchedulerNotRunningError):  # stopping: nothing to wake
