@@ -7,20 +7,23 @@ whose transaction writes the event and its deliveries).
 
 1. Throughput: every endpoint answers after L = 50 ms. With C delivery slots
    (`RECONCILER_NOTIFY_CONCURRENCY`) the ceiling is C / L deliveries per second; the
-   result is the fraction of it reached, from the start of the sweep to the last answer.
+   result is the fraction of it reached, from the first request to the last answer.
 2. Isolation: one merchant has a healthy endpoint and one that never answers within
    `RECONCILER_NOTIFY_TIMEOUT_S`. Status changes arrive at a steady rate; the latency is
-   from the commit of each change to the first request of its event at the healthy
-   endpoint (p50, p99).
+   from each event's `created_at` (the change's transaction) to its delivery's
+   `delivered_at` at the healthy endpoint, which answers at once: an upper bound on the
+   time to the first attempt (p50, p99).
+
+Receivers run in their own processes, like a merchant's server.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from bench.common import TESTS, say
+from bench.common import postgres, say
+from reconciler.adapters.models import NotificationDelivery, NotificationEvent
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints.commands import upgrade
@@ -46,6 +51,43 @@ CONCURRENCY = 16
 ENDPOINTS = 8  # twice the slots one endpoint may hold, so the per-endpoint cap never binds
 TIMEOUT_S = 2.0  # the slow endpoint's attempts all run into it
 SECRET = "whsec_" + "YmVuY2gtb25seS1zaW11bGF0b3Itc2VjcmV0"  # bench-only, not a real secret
+
+# A receiver in its own process (so it does not share the service's interpreter lock):
+# answers 200 after `delay` seconds; prints its port, then serves until killed.
+RECEIVER = """
+import sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+delay = float(sys.argv[1])
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        time.sleep(delay)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+server.request_queue_size = 256
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@contextmanager
+def _receiver(delay_s: float) -> Iterator[str]:
+    """Run a receiver process answering after `delay_s`; yield its URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER, str(delay_s)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield f"http://127.0.0.1:{int(proc.stdout.readline())}"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _settings(db_url: str) -> Settings:
@@ -79,8 +121,7 @@ def _succeed(ctx: Context, gid: str) -> None:
 
 
 @contextmanager
-def _service(tmp: Path, name: str) -> Iterator[tuple[Context, SweepJob]]:
-    db_url = f"sqlite:///{tmp / f'{name}.db'}"
+def _service(db_url: str) -> Iterator[tuple[Context, SweepJob]]:
     upgrade(Settings(database_url=db_url))
     ctx = bootstrap(_settings(db_url))
     job = SweepJob(Sweeper(ctx), interval_s=1.0, lock_name=db_url)
@@ -108,24 +149,32 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.005)
 
 
-def throughput(tmp: Path, events: int) -> dict[str, Any]:
-    from notifyhelpers import run_receiver
+def _delivered(ctx: Context) -> list[NotificationDelivery]:
+    with ctx.read() as session:
+        stmt = select(NotificationDelivery).where(NotificationDelivery.status == "delivered")
+        return list(session.scalars(stmt))
 
-    with run_receiver() as receiver, _service(tmp, "throughput") as (ctx, job):
-        receiver.delay_s = LATENCY_S
+
+def _start(job: SweepJob) -> None:
+    """Start the sweep and wake it at once (a fresh process waits for the interval)."""
+    job.start()
+    job.wake(datetime.now(UTC))
+
+
+def throughput(db_url: str, events: int) -> dict[str, Any]:
+    with _receiver(LATENCY_S) as url, _service(db_url) as (ctx, job):
         merchant, _ = create_merchant(ctx, "bench")
         for i in range(ENDPOINTS):
-            create_endpoint(
-                ctx, merchant, url=f"{receiver.url}/e{i}", events=None, description=None
-            )
+            create_endpoint(ctx, merchant, url=f"{url}/e{i}", events=None, description=None)
         for gid in _payments(ctx, merchant, events, "t"):
             _succeed(ctx, gid)
         total = events * ENDPOINTS
         say(f"deliveries: {total} due, C={CONCURRENCY}, endpoint latency {LATENCY_S * 1000:.0f} ms")
-        started = time.monotonic()
-        job.start()
-        _wait(lambda: len(receiver.received) >= total and receiver.hanging() == 0, 120, "delivery")
-        elapsed = time.monotonic() - started
+        started = datetime.now(UTC)
+        _start(job)
+        _wait(lambda: len(_delivered(ctx)) >= total, 120, "delivery")
+        done = max(d.delivered_at for d in _delivered(ctx) if d.delivered_at is not None)
+    elapsed = (done - started).total_seconds()
     rate = total / elapsed
     limit = CONCURRENCY / LATENCY_S
     return {
@@ -134,45 +183,46 @@ def throughput(tmp: Path, events: int) -> dict[str, Any]:
         "per_s": round(rate, 1),
         "limit_per_s": round(limit, 1),
         "fraction": round(rate / limit, 3),
-        "requests": len(receiver.received),
     }
 
 
-def isolation(tmp: Path, events: int, rate_per_s: float) -> dict[str, Any]:
-    from notifyhelpers import run_receiver
-
+def isolation(db_url: str, events: int, rate_per_s: float) -> dict[str, Any]:
     with (
-        run_receiver() as healthy,
-        run_receiver() as slow,
-        _service(tmp, "isolation") as (ctx, job),
+        _receiver(0.0) as healthy,
+        _receiver(3600.0) as slow,  # never answers: every attempt times out
+        _service(db_url) as (ctx, job),
     ):
-        slow.hold = threading.Event()  # never answers: every attempt times out
         merchant, _ = create_merchant(ctx, "bench")
-        create_endpoint(ctx, merchant, url=f"{slow.url}/slow", events=None, description=None)
-        create_endpoint(ctx, merchant, url=f"{healthy.url}/ok", events=None, description=None)
+        slow_endpoint, _ = create_endpoint(
+            ctx, merchant, url=f"{slow}/slow", events=None, description=None
+        )
+        create_endpoint(ctx, merchant, url=f"{healthy}/ok", events=None, description=None)
         gids = _payments(ctx, merchant, events, "i")
-        job.start()
-        committed: dict[str, float] = {}
+        _start(job)
         say(f"deliveries: {events} changes at {rate_per_s:g}/s beside an endpoint timing out...")
         for gid in gids:
             _succeed(ctx, gid)
-            committed[gid] = time.monotonic()
             time.sleep(1 / rate_per_s)
-        _wait(lambda: len({r.webhook_id for r in healthy.received}) >= events, 60, "delivery")
-        slow_requests = len(slow.received)
-        slow.hold.set()
-        first: dict[str, float] = {}
-        for request in healthy.received:
-            gid = json.loads(request.body)["data"]["gateway_payment_id"]
-            first.setdefault(gid, request.at)
-    latencies = sorted(first[gid] - committed[gid] for gid in gids)
+        _wait(lambda: len(_delivered(ctx)) >= events, 60, "delivery")
+        with ctx.read() as session:
+            rows = session.execute(
+                select(NotificationDelivery, NotificationEvent.created_at).join(
+                    NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id
+                )
+            ).all()
+    latencies = sorted(
+        (d.delivered_at - created).total_seconds()
+        for d, created in rows
+        if d.endpoint_id != slow_endpoint.id and d.delivered_at is not None
+    )
+    slow_attempts = sum(d.attempts for d, _ in rows if d.endpoint_id == slow_endpoint.id)
     return {
         "changes": events,
         "rate_per_s": rate_per_s,
         "p50_s": round(_quantile(latencies, 0.5), 3),
         "p99_s": round(_quantile(latencies, 0.99), 3),
         "max_s": round(latencies[-1], 3),
-        "slow_attempts": slow_requests,
+        "slow_attempts": slow_attempts,
     }
 
 
@@ -182,32 +232,51 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(TESTS))
     tmp = Path(tempfile.mkdtemp(prefix="bench-deliveries-"))
+    events, changes = (40, 60) if quick else (150, 300)
+    result: dict[str, Any] = {
+        "latency_s": LATENCY_S,
+        "concurrency": CONCURRENCY,
+        "endpoints": ENDPOINTS,
+        "timeout_s": TIMEOUT_S,
+        "runs": [],
+    }
     try:
-        return {
-            "latency_s": LATENCY_S,
-            "concurrency": CONCURRENCY,
-            "endpoints": ENDPOINTS,
-            "timeout_s": TIMEOUT_S,
-            "throughput": throughput(tmp, 40 if quick else 150),
-            "isolation": isolation(tmp, 60 if quick else 300, 20.0),
-        }
+        with postgres() as server:
+            databases = ["sqlite"] + (["postgresql"] if server is not None else [])
+            for database in databases:
+
+                def fresh(name: str, database: str = database) -> str:
+                    if database == "sqlite":
+                        return f"sqlite:///{tmp / f'{name}.db'}"
+                    return str(server.create_database(f"bench_deliveries_{name}"))
+
+                say(f"deliveries on {database}...")
+                result["runs"].append(
+                    {
+                        "database": database,
+                        "throughput": throughput(fresh("throughput"), events),
+                        "isolation": isolation(fresh("isolation"), changes, 20.0),
+                    }
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 def render(result: dict[str, Any]) -> str:
-    t, i = result["throughput"], result["isolation"]
-    return "\n".join(
-        [
-            f"deliveries (endpoint latency {result['latency_s'] * 1000:.0f} ms, "
-            f"C={result['concurrency']}, {result['endpoints']} endpoints)",
-            f"  {t['deliveries']} deliveries in {t['seconds']} s: {t['per_s']:.1f}/s of a "
-            f"{t['limit_per_s']:.0f}/s limit: fraction {t['fraction']:.3f}",
-            f"  beside an endpoint timing out ({result['timeout_s']:g} s): {i['changes']} "
-            f"changes at {i['rate_per_s']:g}/s, change to first attempt at the healthy "
-            f"endpoint p50 {i['p50_s'] * 1000:.0f} ms, p99 {i['p99_s'] * 1000:.0f} ms "
+    lines = [
+        f"deliveries (endpoint latency {result['latency_s'] * 1000:.0f} ms, "
+        f"C={result['concurrency']}, {result['endpoints']} endpoints)"
+    ]
+    for run in result["runs"]:
+        t, i = run["throughput"], run["isolation"]
+        lines += [
+            f"  {run['database']}: {t['deliveries']} deliveries in {t['seconds']} s: "
+            f"{t['per_s']:.1f}/s of a {t['limit_per_s']:.0f}/s limit: fraction {t['fraction']:.3f}",
+            f"  {run['database']}: beside an endpoint timing out ({result['timeout_s']:g} s), "
+            f"{i['changes']} changes at {i['rate_per_s']:g}/s, change to delivered at the "
+            f"healthy endpoint p50 {i['p50_s'] * 1000:.0f} ms, p99 {i['p99_s'] * 1000:.0f} ms "
             f"(max {i['max_s'] * 1000:.0f} ms; {i['slow_attempts']} attempts at the slow one)",
         ]
-    )
+    return "\n".join(lines)

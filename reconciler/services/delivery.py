@@ -9,6 +9,7 @@ sends it, and stores what the decision says.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +68,10 @@ class Deliveries:
         # Connect and read are each timed out: an attempt must fit in its lease twice over
         # the timeout, or a lease could lapse mid-attempt and another replica send it too.
         self.max_call_s = 2 * notify.timeout_s
+        # Each attempt's payment, read with what to send, for the log line of its result
+        # (so storing the result, under the database's write lock, need not read it).
+        self._payments: dict[str, str] = {}
+        self._lock = threading.Lock()
         self.sender = sender or new_sender(
             timeout_s=notify.timeout_s,
             allow_private=notify.allow_private,
@@ -88,6 +93,8 @@ class Deliveries:
             job = delivery_job(session, row.id, now=self.ctx.clock())
         if job is None:
             return Skipped()
+        with self._lock:
+            self._payments[row.id] = job.payment_id
         return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
 
     def signal(self, result: Result) -> Signal:
@@ -112,6 +119,8 @@ class Deliveries:
         return describe_failure(result) or ""
 
     def store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
+        with self._lock:
+            payment_id = self._payments.pop(row.id, None)
         delivery = repository.delivery_for_update(session, row.id)
         if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return  # failed by a disable or a delete while the attempt was out
@@ -150,7 +159,7 @@ class Deliveries:
                 "delivery_id": delivery.id,
                 "endpoint_id": delivery.endpoint_id,
                 "event_id": delivery.event_id,
-                "payment_id": repository.event_payment_id(session, delivery.event_id),
+                "payment_id": payment_id,
                 "attempt": update.attempts,
                 "status": update.status.value,
                 "response_status": update.last_response_status,
@@ -210,7 +219,17 @@ class Deliveries:
         delivery.last_error = f"endpoint {why}"
 
     def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
-        log.info("delivery result after its lease was lost", extra={"delivery_id": row.id})
+        with self._lock:
+            payment_id = self._payments.pop(row.id, None)
+        log.info(
+            "delivery result after its lease was lost",
+            extra={
+                "delivery_id": row.id,
+                "endpoint_id": row.endpoint_id,
+                "event_id": row.event_id,
+                "payment_id": payment_id,
+            },
+        )
 
 
 def _switched_off(endpoint: WebhookEndpoint | None) -> str | None:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # A row whose kind cannot call it (its gateway is not configured) is looked at again then.
 NOT_CALLABLE_HOLD_S = 60.0
+# At most this many claims per kind and tick (more only while rows were deferred).
+CLAIM_ROUNDS = 4
 
 RowT = TypeVar("RowT")
 ResultT = TypeVar("ResultT")
@@ -212,22 +214,29 @@ class Engine:
             lease_until = at + timedelta(seconds=self.config.lease_s)
             futures: list[Future[None]] = []
             for kind in self.kinds:
-                free = self.config.batch_size if whole_batch else self._free_slots(kind)
-                if free <= 0:
-                    continue
-                with self.sessions.begin() as session:
-                    rows = repository.claim_due(
-                        session,
-                        kind.queue,
-                        now=at,
-                        limit=min(self.config.batch_size, free),
-                        owner=self.owner,
-                        lease_until=lease_until,
-                    )
-                report.claimed += len(rows)
-                for claimed in rows:
-                    row = kind.row(claimed)
-                    futures.extend(self._dispatch(kind, row, clock, lease_until, report))
+                # Rows deferred behind a busy target took no slot: claim again for the
+                # slots they left, so a slow target's backlog (due first, deferred on
+                # every claim) cannot keep other targets' rows waiting for the next tick.
+                for _ in range(CLAIM_ROUNDS):
+                    free = self.config.batch_size if whole_batch else self._free_slots(kind)
+                    if free <= 0:
+                        break
+                    with self.sessions.begin() as session:
+                        rows = repository.claim_due(
+                            session,
+                            kind.queue,
+                            now=at,
+                            limit=min(self.config.batch_size, free),
+                            owner=self.owner,
+                            lease_until=lease_until,
+                        )
+                    report.claimed += len(rows)
+                    deferred = report.deferred
+                    for claimed in rows:
+                        row = kind.row(claimed)
+                        futures.extend(self._dispatch(kind, row, clock, lease_until, report))
+                    if whole_batch or not rows or report.deferred == deferred:
+                        break
             report.duration_s = time.monotonic() - started
             return report, futures
 
