@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import economy, ingestion, polls, scale, sweep_cost
+from bench import deliveries, economy, ingestion, polls, scale, sweep_cost
 from reconciler.demo.stack import cleanup_on_sigterm
 
 BENCHES = {
@@ -22,6 +22,7 @@ BENCHES = {
     "webhooks": ingestion,
     "polls": polls,
     "scale": scale,
+    "deliveries": deliveries,
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -166,6 +166,12 @@ class Settings:
             raise ConfigError(
                 "RECONCILER_NOTIFY_CONCURRENCY and _MAX_IN_FLIGHT_PER_ENDPOINT must be at least 1"
             )
+        if self.lease_s <= 2 * self.notify_timeout_s:
+            raise ConfigError(
+                f"RECONCILER_LEASE_S ({self.lease_s:g}) must exceed twice "
+                f"RECONCILER_NOTIFY_TIMEOUT_S ({self.notify_timeout_s:g}): a delivery starts "
+                "only if it fits in its lease"
+            )
         if self.notify_disable_after_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_DISABLE_AFTER_S must be positive")
         if not self.sweep_interval_s > 0:

@@ -8,6 +8,7 @@ from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints import (
     admin,
+    admin_notifications,
     admin_ui,
     api,
     dbtrouble,
@@ -45,4 +46,5 @@ def create_app(
     app.register_blueprint(ops.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_ui.bp)
+    app.register_blueprint(admin_notifications.bp)
     return app

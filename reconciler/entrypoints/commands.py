@@ -110,17 +110,22 @@ def rotate_merchant_key(settings: Settings, name_or_id: str, grace: timedelta) -
 
 def prune(settings: Settings, older_than_days: int) -> int:
     from reconciler.services.errors import ValidationFailed
-    from reconciler.services.retention import prune_inbox
+    from reconciler.services.retention import prune_inbox, prune_notifications
 
     ctx = bootstrap(settings, gateways={})
     try:
         deleted = prune_inbox(ctx, older_than_days)
+        deliveries, events = prune_notifications(ctx, older_than_days)
     except ValidationFailed as exc:
         print(f"prune: {exc.detail}", file=sys.stderr)
         return 2
     finally:
         ctx.close()
     print(f"deleted {deleted} processed webhook bodies older than {older_than_days} days")
+    print(
+        f"deleted {deliveries} settled notification deliveries and {events} events "
+        f"older than {older_than_days} days"
+    )
     return 0
 
 

@@ -37,6 +37,7 @@ from reconciler.adapters.gateways.base import (
 from reconciler.bootstrap import Context
 from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
+from reconciler.entrypoints import notify_metrics
 from reconciler.services import health
 from reconciler.services.sweep import Sweeper, SweepReport
 
@@ -104,11 +105,15 @@ class Metrics:
         )
         self.registry.register(TableCollector(ctx))
         self.sweeper: Sweeper | None = None
+        self.observe_notifications = notify_metrics.register(
+            self.registry, ctx, lambda: self.sweeper
+        )
 
     def webhook(self, gateway: str, result: str) -> None:
         self.webhooks.labels(gateway=gateway[:32], result=result).inc()
 
     def observe_sweep(self, report: SweepReport) -> None:
+        self.observe_notifications(report)
         self.sweep_duration.observe(report.duration_s)
         self.sweep_claimed.inc(report.claimed)
         for key, count in report.outcomes.items():

@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import IO
 
 from apscheduler.jobstores.base import JobLookupError
@@ -70,7 +70,10 @@ class SweepJob:
         is removed.
         """
         with self._wake_lock:
-            if self._wake_at is not None and self._wake_at <= at:
+            # A planned wake already past was run or skipped (a wake that comes while the
+            # last one still runs is dropped by max_instances): it covers nothing now.
+            planned = self._wake_at
+            if planned is not None and datetime.now(UTC) < planned <= at:
                 return
             self._wake_at = at
             self._wakes += 1

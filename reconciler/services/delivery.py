@@ -9,7 +9,8 @@ sends it, and stores what the decision says.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
+from reconciler.adapters.models import WebhookEndpoint
 from reconciler.adapters.notify.sender import Sender, new_sender
 from reconciler.domain.delivery import (
     DeliveryOutcome,
@@ -61,6 +63,13 @@ class Deliveries:
         self.settings = notify
         self.concurrency = notify.concurrency
         self.max_in_flight_per_target: int | None = notify.max_in_flight_per_endpoint
+        # Connect and read are each timed out: an attempt must fit in its lease twice over
+        # the timeout, or a lease could lapse mid-attempt and another replica send it too.
+        self.max_call_s = 2 * notify.timeout_s
+        # Each attempt's payment, read with what to send, for the log line of its result
+        # (so storing the result, under the database's write lock, need not read it).
+        self._payments: dict[str, str] = {}
+        self._lock = threading.Lock()
         self.sender = sender or new_sender(
             timeout_s=notify.timeout_s,
             allow_private=notify.allow_private,
@@ -82,6 +91,8 @@ class Deliveries:
             job = delivery_job(session, row.id, now=self.ctx.clock())
         if job is None:
             return Skipped()
+        with self._lock:
+            self._payments[row.id] = job.payment_id
         return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
 
     def signal(self, result: Result) -> Signal:
@@ -106,11 +117,23 @@ class Deliveries:
         return describe_failure(result) or ""
 
     def store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
+        with self._lock:
+            payment_id = self._payments.pop(row.id, None)
         delivery = repository.delivery_for_update(session, row.id)
-        if delivery is None or isinstance(result, Skipped):
+        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
+            return  # failed by a disable or a delete while the attempt was out
+        # Lock the endpoint before the delivery row changes again. The engine's release
+        # of the lease already updated that row in this transaction, and PostgreSQL
+        # re-checks the foreign keys of a row updated twice (KEY SHARE on the endpoint):
+        # upgrading that lock to FOR UPDATE afterwards deadlocks two stores of one endpoint.
+        endpoint = repository.endpoint_for_update(session, delivery.endpoint_id)
+        off = _switched_off(endpoint)
+        if isinstance(result, Skipped):
+            if off is not None:  # nothing was sent: the endpoint is off, the row fails
+                delivery.status = DeliveryStatus.FAILED.value
+                delivery.next_attempt_at = None
+                delivery.last_error = off
             return
-        if delivery.status != DeliveryStatus.PENDING.value:
-            return  # disabled or deleted while the attempt was out
         update = decide_delivery(
             DeliveryRow(delivery.attempts, delivery.last_delay_s, delivery.give_up_at),
             result,
@@ -118,8 +141,15 @@ class Deliveries:
             policy=self.settings.policy,
             rand=self.ctx.rand,
         )
+        if off is not None and update.status is DeliveryStatus.PENDING:
+            # Switched off while this attempt was out (the halt skipped the row this
+            # store had locked): no retry, the delivery fails like the endpoint's others.
+            update = replace(
+                update, status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=off
+            )
         store_attempt(session, delivery, update, now=now)
-        self._track_endpoint(session, delivery.endpoint_id, update.status, now)
+        if off is None:
+            self._track_endpoint(session, delivery.endpoint_id, update.status, now)
         log.log(
             logging.INFO if update.status is not DeliveryStatus.FAILED else logging.WARNING,
             "delivery attempted",
@@ -127,6 +157,7 @@ class Deliveries:
                 "delivery_id": delivery.id,
                 "endpoint_id": delivery.endpoint_id,
                 "event_id": delivery.event_id,
+                "payment_id": payment_id,
                 "attempt": update.attempts,
                 "status": update.status.value,
                 "response_status": update.last_response_status,
@@ -160,9 +191,49 @@ class Deliveries:
         delivery = repository.delivery_for_update(session, row.id)
         if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
             return
+        if why == TARGET_BUSY:
+            # The endpoint is busy, not failing: the row keeps its turn, past the deadline
+            # too (the attempt then decides; a failure after the deadline is final).
+            delivery.next_attempt_at = until
+            return
+        if now >= delivery.give_up_at:
+            # Held at its deadline by an open breaker: capping the hold at the deadline
+            # would make the row due again at once, claimed and held on every tick.
+            delivery.status = DeliveryStatus.FAILED.value
+            delivery.next_attempt_at = None
+            delivery.last_error = f"gave up: endpoint {why}"
+            log.warning(
+                "delivery gave up",
+                extra={
+                    "delivery_id": delivery.id,
+                    "endpoint_id": delivery.endpoint_id,
+                    "event_id": delivery.event_id,
+                    "payment_id": repository.event_payment_id(session, delivery.event_id),
+                    "reason": why,
+                },
+            )
+            return
         delivery.next_attempt_at = min(until, delivery.give_up_at)
-        if why != TARGET_BUSY:
-            delivery.last_error = f"endpoint {why}"
+        delivery.last_error = f"endpoint {why}"
 
     def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
-        log.info("delivery result after its lease was lost", extra={"delivery_id": row.id})
+        with self._lock:
+            payment_id = self._payments.pop(row.id, None)
+        log.info(
+            "delivery result after its lease was lost",
+            extra={
+                "delivery_id": row.id,
+                "endpoint_id": row.endpoint_id,
+                "event_id": row.event_id,
+                "payment_id": payment_id,
+            },
+        )
+
+
+def _switched_off(endpoint: WebhookEndpoint | None) -> str | None:
+    """Say why an endpoint gets nothing more (deleted, disabled), or None when it is on."""
+    if endpoint is None or endpoint.deleted_at is not None:
+        return "endpoint deleted"
+    if endpoint.status != "enabled":
+        return f"endpoint disabled: {endpoint.disabled_reason or 'by the merchant'}"
+    return None

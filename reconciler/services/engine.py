@@ -44,6 +44,8 @@ NOT_CALLABLE_HOLD_S = 60.0
 CIRCUIT_OPEN = "circuit open"
 NOT_CALLABLE = "not configured"
 TARGET_BUSY = "target busy"
+# At most this many claims per kind and tick (more only while rows were deferred).
+CLAIM_ROUNDS = 4
 
 RowT = TypeVar("RowT")
 ResultT = TypeVar("ResultT")
@@ -65,6 +67,8 @@ class Kind(Protocol[RowT, ResultT]):
     queue: Queue
     concurrency: int  # calls of this kind in flight at once, across its targets
     max_in_flight_per_target: int | None  # None: only `concurrency` bounds a target
+    # A kind may also set `max_call_s`, the longest its call can take, when that is not
+    # the engine's `EngineConfig.max_call_s` (a call is made only if it fits in the lease).
 
     def row(self, claimed: Row[Any]) -> RowT:
         """Read one claimed row (the queue's returned columns)."""
@@ -221,22 +225,29 @@ class Engine:
             lease_until = at + timedelta(seconds=self.config.lease_s)
             futures: list[Future[None]] = []
             for kind in self.kinds:
-                free = self.config.batch_size if whole_batch else self._free_slots(kind)
-                if free <= 0:
-                    continue
-                with self.sessions.begin() as session:
-                    rows = repository.claim_due(
-                        session,
-                        kind.queue,
-                        now=at,
-                        limit=min(self.config.batch_size, free),
-                        owner=self.owner,
-                        lease_until=lease_until,
-                    )
-                report.claimed += len(rows)
-                for claimed in rows:
-                    row = kind.row(claimed)
-                    futures.extend(self._dispatch(kind, row, clock, lease_until, report))
+                # Rows deferred behind a busy target took no slot: claim again for the
+                # slots they left, so a slow target's backlog (due first, deferred on
+                # every claim) cannot keep other targets' rows waiting for the next tick.
+                for _ in range(CLAIM_ROUNDS):
+                    free = self.config.batch_size if whole_batch else self._free_slots(kind)
+                    if free <= 0:
+                        break
+                    with self.sessions.begin() as session:
+                        rows = repository.claim_due(
+                            session,
+                            kind.queue,
+                            now=at,
+                            limit=min(self.config.batch_size, free),
+                            owner=self.owner,
+                            lease_until=lease_until,
+                        )
+                    report.claimed += len(rows)
+                    deferred = report.deferred
+                    for claimed in rows:
+                        row = kind.row(claimed)
+                        futures.extend(self._dispatch(kind, row, clock, lease_until, report))
+                    if whole_batch or not rows or report.deferred == deferred:
+                        break
             report.duration_s = time.monotonic() - started
             return report, futures
 
@@ -296,7 +307,8 @@ class Engine:
         try:
             # A row waiting behind slow calls may outlive its lease; another process may
             # then claim it, and calling now could make the same call twice at once.
-            if clock() + timedelta(seconds=self.config.max_call_s) > lease_until:
+            longest = getattr(kind, "max_call_s", None) or self.config.max_call_s
+            if clock() + timedelta(seconds=longest) > lease_until:
                 report.count(kind.name, target, "lease_too_short")
                 return
             breaker = self.breaker(kind.name, target)

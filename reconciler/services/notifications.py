@@ -164,6 +164,8 @@ def delivery_job(session: Session, delivery_id: str, *, now: datetime) -> Delive
     delivery, event, endpoint = found
     if delivery.status != DeliveryStatus.PENDING.value:
         return None
+    if endpoint.status != "enabled" or endpoint.deleted_at is not None:
+        return None  # switched off while the row was due: its store fails it
     return DeliveryJob(
         delivery_id=delivery.id,
         endpoint_id=endpoint.id,

@@ -132,9 +132,12 @@ class Sweeper:
         """Hear that a row is due at `at`: wake then if that is sooner than planned."""
         with self._plan_lock:
             self._heard = at if self._heard is None else min(self._heard, at)
-            sooner = self._earliest is None or at < self._earliest
+            # An earliest time already past promises no wake: its rows are claimed, or
+            # wait for a slot, and nothing may be planned until a call finishes.
+            stale = self._earliest is not None and self._earliest <= self.ctx.clock()
+            sooner = self._earliest is None or at < self._earliest or stale
             if sooner:
-                self._earliest = at
+                self._earliest = min(at, self._earliest) if self._earliest else at
         if sooner and self.on_wake is not None:
             self.on_wake(at)
 

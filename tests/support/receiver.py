@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +17,14 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.monotonic() when the request was read
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+
+Answer = tuple[int, dict[str, str]]
 
 
 @dataclass
@@ -25,7 +35,23 @@ class Receiver:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None  # when set, answer only once it is released
+    delay_s: float = 0.0  # answer this long after reading the request
+    # Per-request answer; overrides `status` and `headers` when set.
+    script: Callable[[Received], Answer] | None = None
     received: list[Received] = field(default_factory=list)
+    in_flight: Counter[str] = field(default_factory=Counter)  # per webhook-id, right now
+    most_at_once: Counter[str] = field(default_factory=Counter)  # per webhook-id, ever
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def ids(self) -> list[str]:
+        """The `webhook-id` of every request, in arrival order."""
+        with self._lock:
+            return [r.webhook_id for r in self.received]
+
+    def hanging(self) -> int:
+        """How many requests are read and not answered yet."""
+        with self._lock:
+            return sum(self.in_flight.values())
 
 
 @contextmanager
@@ -37,21 +63,38 @@ def run_receiver(tls: tuple[str, str] | None = None) -> Iterator[Receiver]:
         def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
-            state.received.append(Received(self.path, dict(self.headers), body))
-            if state.hold is not None:
-                state.hold.wait(10)
-            self.send_response(state.status)
-            for name, value in state.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
+            request = Received(self.path, dict(self.headers), body, time.monotonic())
+            key = request.webhook_id
+            with state._lock:
+                state.received.append(request)
+                state.in_flight[key] += 1
+                state.most_at_once[key] = max(state.most_at_once[key], state.in_flight[key])
+            try:
+                if state.hold is not None:
+                    state.hold.wait(10)
+                if state.delay_s:
+                    time.sleep(state.delay_s)
+                status, headers = (
+                    state.script(request) if state.script else (state.status, state.headers)
+                )
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+            except OSError:
+                pass  # the sender gave up (timeout) and closed the connection
+            finally:
+                with state._lock:
+                    state.in_flight[key] -= 1
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    server.request_queue_size = 128
     scheme = "http"
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
