@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import deliveries, economy, ingestion, polls, scale, sweep_cost
+from bench import deliveries, economy, ingestion, lateness, polls, scale, sweep_cost
 from reconciler.demo.stack import cleanup_on_sigterm
 
 BENCHES = {
@@ -21,6 +21,7 @@ BENCHES = {
     "sweep": sweep_cost,
     "webhooks": ingestion,
     "polls": polls,
+    "lateness": lateness,
     "scale": scale,
     "deliveries": deliveries,
 }
