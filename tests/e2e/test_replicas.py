@@ -46,6 +46,7 @@ SETTINGS = Settings(
     sweep_batch_size=100,
     sweep_concurrency=8,
     lease_s=10,  # more than connect + read timeout below, as docs/scaling.md asks
+    notify_timeout_s=4,  # a delivery must fit twice in the lease too
     connect_timeout_s=1,
     read_timeout_s=3,
     log_level="WARNING",
