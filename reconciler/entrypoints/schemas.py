@@ -1,5 +1,7 @@
 """The HTTP API's request and response shapes, written once.
 
+Longer than most modules: every shape of the payments and admin APIs is declared here.
+
 The same models validate requests, serialise answers (`routing`) and make the OpenAPI
 document (`openapi`). Validation runs on JSON already decoded by `jsonbody` (which bounds
 depth and numbers), in pydantic's lax mode with three deliberate exceptions: strings are
