@@ -23,13 +23,18 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 routes = Routes(bp, security="admin", not_found="No such payment")
 
 
-def _ctx() -> Context:
+def ctx() -> Context:
+    """Return the app's context."""
     context: Context = current_app.extensions["reconciler"]
     return context
 
 
+_ctx = ctx
+
+
 @bp.before_request
-def _authenticate() -> None:
+def authenticate_admin() -> None:
+    """Refuse a request without the admin token (404 while admin endpoints are off)."""
     token = _ctx().settings.admin_token
     if not token:
         raise NotFound("admin endpoints are off (set RECONCILER_ADMIN_TOKEN)")

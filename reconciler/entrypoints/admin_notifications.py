@@ -2,101 +2,137 @@
 
 from __future__ import annotations
 
-import hmac
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Literal
 
-from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import NotFound, Unauthorized
+from flask import Blueprint
+from pydantic import Field
 
-from reconciler.bootstrap import Context
+from reconciler.domain.delivery import DeliveryStatus
+from reconciler.domain.notify import EventType
+from reconciler.entrypoints.admin import authenticate_admin, ctx
+from reconciler.entrypoints.routing import Routes
+from reconciler.entrypoints.schemas import Shape, Timestamp, one_of
 from reconciler.services import notify_admin
-from reconciler.services.errors import ValidationFailed
-from reconciler.services.notifications import timestamp
 from reconciler.services.notify_admin import EndpointHealth, OperatorDelivery
+from reconciler.services.payments import MAX_LIST_LIMIT
 
 bp = Blueprint("admin_notifications", __name__, url_prefix="/admin")
+bp.before_request(authenticate_admin)
+routes = Routes(bp, security="admin", not_found="No such endpoint or delivery")
 
 
-def _ctx() -> Context:
-    context: Context = current_app.extensions["reconciler"]
-    return context
+class EndpointHealthFilter(Shape):
+    """The query of `GET /admin/webhook_endpoints`."""
+
+    status: Annotated[str, one_of(["", *notify_admin.ENDPOINT_FILTERS])] = Field(
+        "", description="`disabled`, `failing` (enabled, every attempt failing), or any"
+    )
+    limit: int = Field(50, ge=1, le=MAX_LIST_LIMIT)
 
 
-@bp.before_request
-def _authenticate() -> None:
-    token = _ctx().settings.admin_token
-    if not token:
-        raise NotFound("admin endpoints are off (set RECONCILER_ADMIN_TOKEN)")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise Unauthorized("send the admin token as `Authorization: Bearer <token>`")
+class OperatorEndpoint(Shape):
+    """A merchant's endpoint as operators see it, with its delivery counts."""
+
+    id: str
+    merchant_id: str
+    url: str
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    failing_since: Timestamp | None
+    pending_deliveries: int
+    failed_deliveries: int
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
-def _limit() -> int:
-    try:
-        return int(request.args.get("limit", "50"))
-    except ValueError:
-        raise ValidationFailed("limit must be an integer") from None
+class OperatorEndpointList(Shape):
+    data: list[OperatorEndpoint]
 
 
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else timestamp(value)
+class OperatorDeliveryFilter(Shape):
+    """The query of `GET /admin/deliveries`."""
+
+    status: Annotated[str, one_of(["", *DeliveryStatus])] = ""
+    endpoint_id: str = Field("", max_length=64, description="Only this endpoint's; empty: all")
+    limit: int = Field(50, ge=1, le=MAX_LIST_LIMIT)
+    cursor: str = Field("", description="`next_cursor` of the previous page")
 
 
-def _endpoint(found: EndpointHealth) -> dict[str, Any]:
+class OperatorDeliveryShape(Shape):
+    """One delivery of any merchant."""
+
+    id: str
+    merchant_id: str
+    endpoint_id: str
+    event_id: str
+    event_type: EventType
+    payment_id: str
+    status: DeliveryStatus
+    created_at: Timestamp
+    attempts: int
+    next_attempt_at: Timestamp | None
+    last_attempt_at: Timestamp | None
+    last_response_status: int | None
+    last_error: str | None
+    delivered_at: Timestamp | None
+
+
+class OperatorDeliveryPage(Shape):
+    data: list[OperatorDeliveryShape]
+    next_cursor: str | None
+
+
+def _endpoint(found: EndpointHealth) -> OperatorEndpoint:
     endpoint, pending, failed = found
-    return {
-        "id": endpoint.id,
-        "merchant_id": endpoint.merchant_id,
-        "url": endpoint.url,
-        "status": endpoint.status,
-        "disabled_reason": endpoint.disabled_reason,
-        "failing_since": _time(endpoint.failing_since),
-        "pending_deliveries": pending,
-        "failed_deliveries": failed,
-        "created_at": _time(endpoint.created_at),
-        "updated_at": _time(endpoint.updated_at),
-    }
+    return OperatorEndpoint(
+        id=endpoint.id,
+        merchant_id=endpoint.merchant_id,
+        url=endpoint.url,
+        status="enabled" if endpoint.status == "enabled" else "disabled",
+        disabled_reason=endpoint.disabled_reason,
+        failing_since=endpoint.failing_since,
+        pending_deliveries=pending,
+        failed_deliveries=failed,
+        created_at=endpoint.created_at,
+        updated_at=endpoint.updated_at,
+    )
 
 
-def _delivery(found: OperatorDelivery) -> dict[str, Any]:
+def _delivery(found: OperatorDelivery) -> OperatorDeliveryShape:
     delivery, event_type, payment_id, merchant_id = found
-    return {
-        "id": delivery.id,
-        "merchant_id": merchant_id,
-        "endpoint_id": delivery.endpoint_id,
-        "event_id": delivery.event_id,
-        "event_type": event_type,
-        "payment_id": payment_id,
-        "status": delivery.status,
-        "created_at": _time(delivery.created_at),
-        "attempts": delivery.attempts,
-        "next_attempt_at": _time(delivery.next_attempt_at),
-        "last_attempt_at": _time(delivery.last_attempt_at),
-        "last_response_status": delivery.last_response_status,
-        "last_error": delivery.last_error,
-        "delivered_at": _time(delivery.delivered_at),
-    }
+    return OperatorDeliveryShape(
+        id=delivery.id,
+        merchant_id=merchant_id,
+        endpoint_id=delivery.endpoint_id,
+        event_id=delivery.event_id,
+        event_type=EventType(event_type),
+        payment_id=payment_id,
+        status=DeliveryStatus(delivery.status),
+        created_at=delivery.created_at,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at,
+        last_attempt_at=delivery.last_attempt_at,
+        last_response_status=delivery.last_response_status,
+        last_error=delivery.last_error,
+        delivered_at=delivery.delivered_at,
+    )
 
 
-@bp.get("/webhook_endpoints")
-def list_endpoints() -> Response:
-    """List every merchant's endpoints, the longest failing first (`status=disabled|failing`)."""
-    found = notify_admin.endpoints_by_health(_ctx(), request.args.get("status") or None, _limit())
-    return jsonify({"data": [_endpoint(e) for e in found]})
+@routes.get("/webhook_endpoints", query=EndpointHealthFilter, ok={200: OperatorEndpointList})
+def list_endpoints(query: EndpointHealthFilter) -> OperatorEndpointList:
+    """List every merchant's endpoints, the longest failing first."""
+    found = notify_admin.endpoints_by_health(ctx(), query.status or None, query.limit)
+    return OperatorEndpointList(data=[_endpoint(e) for e in found])
 
 
-@bp.get("/deliveries")
-def list_deliveries() -> Response:
+@routes.get("/deliveries", query=OperatorDeliveryFilter, ok={200: OperatorDeliveryPage})
+def list_deliveries(query: OperatorDeliveryFilter) -> OperatorDeliveryPage:
     """List every merchant's deliveries, newest first, by status and endpoint."""
     page, cursor = notify_admin.deliveries(
-        _ctx(),
-        status=request.args.get("status") or None,
-        endpoint_id=request.args.get("endpoint_id") or None,
-        limit=_limit(),
-        cursor=request.args.get("cursor") or None,
+        ctx(),
+        status=query.status or None,
+        endpoint_id=query.endpoint_id or None,
+        limit=query.limit,
+        cursor=query.cursor or None,
     )
-    return jsonify({"data": [_delivery(d) for d in page], "next_cursor": cursor})
+    return OperatorDeliveryPage(data=[_delivery(d) for d in page], next_cursor=cursor)

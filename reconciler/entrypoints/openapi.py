@@ -18,13 +18,18 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from reconciler import __version__
 from reconciler.config import GATEWAYS
-from reconciler.entrypoints import admin, api, endpoints
+from reconciler.entrypoints import admin, admin_notifications, api, endpoints
 from reconciler.entrypoints.problems import PROBLEM
 from reconciler.entrypoints.routing import Answer, Operation, Routes, status_phrase
 from reconciler.entrypoints.schemas import Problem, ResourceId
 
 # Every blueprint whose routes are declared with `Routes`; a new one is added here.
-DECLARED: tuple[Routes, ...] = (api.routes, endpoints.routes, admin.routes)
+DECLARED: tuple[Routes, ...] = (
+    api.routes,
+    endpoints.routes,
+    admin.routes,
+    admin_notifications.routes,
+)
 SCHEMES = {"bearer": "Merchant API key", "admin": "RECONCILER_ADMIN_TOKEN"}
 REF = "#/components/schemas/{model}"
 ANY_OBJECT: dict[str, Any] = {"type": "object"}

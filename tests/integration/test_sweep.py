@@ -139,7 +139,8 @@ def test_error_storms_back_off_and_converge_within_the_poll_budget(
     assert all(rows[pid].status == truth[gid]["status"] for gid, pid in ids.items())
     budget = max_polls(ctx.settings.policy("simulator"))
     answers = fetches(faults, gateway_ids)
-    assert any(c["answer"] == 429 for calls in answers.values() for c in calls)
+    # The storm reached the gateway calls (which fault each call drew is random).
+    assert any(c["answer"] != 200 for calls in answers.values() for c in calls)
     assert all(len(calls) <= budget for calls in answers.values())
 
 
