@@ -134,6 +134,11 @@ def api_schema(
     page = client.get(f"{deliveries}?limit=1", headers=api_merchant.headers).json
     assert page["next_cursor"], page
     KNOWN_CURSORS["/v1/webhook_endpoints/{endpoint_id}/deliveries"] = [page["next_cursor"]]
+    operator = client.get(
+        "/admin/deliveries?limit=1", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json
+    assert operator["next_cursor"], operator
+    KNOWN_CURSORS["/admin/deliveries"] = [operator["next_cursor"]]
     listed = client.get(deliveries, headers=api_merchant.headers).json["data"]
     KNOWN_IDS["endpoint_id"] = [kept]
     KNOWN_IDS["delivery_id"] = [d["id"] for d in listed]
