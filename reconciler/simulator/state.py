@@ -6,6 +6,7 @@ life drawn at creation and the simulator clock, so moving the clock settles paym
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 import threading
@@ -187,11 +188,13 @@ class SimState:
         requires_action: bool | None,
     ) -> tuple[Step, ...]:
         cfg = self.config
-        delay = (
-            settle_after_s
-            if settle_after_s is not None
-            else self.rng.uniform(cfg.settle_min_s, cfg.settle_max_s)
-        )
+        if settle_after_s is not None:
+            delay = settle_after_s
+        elif cfg.settle_median_s is not None:
+            drawn = self.rng.lognormvariate(math.log(cfg.settle_median_s), cfg.settle_sigma)
+            delay = min(cfg.settle_max_s, max(cfg.settle_min_s, drawn))
+        else:
+            delay = self.rng.uniform(cfg.settle_min_s, cfg.settle_max_s)
         if final_status is None:
             names = [name for name, _ in cfg.outcomes]
             weights = [weight for _, weight in cfg.outcomes]
