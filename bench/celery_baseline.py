@@ -123,7 +123,6 @@ def running(simulator_url: str, policy: PollPolicy, workdir: Path) -> Iterator[C
             "BENCH_POLICY": policy_env(policy),
             "PYTHONPATH": str(ROOT),
         }
-        os.environ.update(BENCH_REDIS_URL=url)  # the producer's app reads the same broker
         worker = _start(
             [sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker"]
             + ["--loglevel", "WARNING"],
@@ -133,7 +132,7 @@ def running(simulator_url: str, policy: PollPolicy, workdir: Path) -> Iterator[C
         processes.append(worker)
         from bench import celery_app
 
-        celery_app.app.conf.broker_url = url
+        celery_app.app.conf.broker_url = url  # the producer sends to this run's broker
         celery_app.ping.delay()
         _until(lambda: client.exists(READY_KEY), worker, workdir / "celery.log")
         yield Celery(broker, worker, client, celery_app.create)

@@ -442,8 +442,10 @@ def verdicts(rows: dict[str, Any]) -> list[str]:
     hybrid, fixed = rows["hybrid"], rows["fixed_5s"]
     fewer = ratio(fixed["calls_per_payment"], hybrid["calls_per_payment"]) or 0.0
     sooner = (hybrid["staleness_s"]["p50"] or 0.0) < (fixed["staleness_s"]["p50"] or 0.0)
+    fewer_polls = ratio(fixed["polls_per_payment"], hybrid["polls_per_payment"]) or 0.0
     lines.append(
-        f"hybrid vs fixed 5 s: {fewer:.1f}x fewer calls (target >= 20x), median staleness "
+        f"hybrid vs fixed 5 s: {fewer:.1f}x fewer calls (target >= 20x; {fewer_polls:.1f}x "
+        f"fewer polls), median staleness "
         f"{'lower' if sooner else 'NOT lower'}: "
         f"{'MET' if fewer >= 20 and sooner else 'NOT MET'}"
     )

@@ -139,3 +139,23 @@ def test_the_simulator_stays_uniform_without_a_median() -> None:
 def test_the_simulator_refuses_a_meaningless_log_normal(changes: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SimConfig().updated(changes)
+
+
+def test_log_normal_payments_are_the_same_however_the_calls_interleave() -> None:
+    config = SimConfig(seed=11, settle_median_s=20.0, settle_sigma=1.5, settle_max_s=2700.0)
+
+    def lives(fault_draws_between: int) -> list[tuple[float, str]]:
+        state = SimState(config)
+        out = []
+        for i in range(50):
+            for _ in range(fault_draws_between):
+                state.draw_fault()  # the polls another run makes in between
+            payment, _ = state.create_payment(
+                amount=100, currency="USD", reference=f"r{i}", idempotency_key=None
+            )
+            out.append(
+                ((payment.final.at - payment.created_at).total_seconds(), payment.final.status)
+            )
+        return out
+
+    assert lives(0) == lives(3)
