@@ -453,16 +453,27 @@ def verdicts(rows: dict[str, Any]) -> list[str]:
     if celery is not None:
         for name in ("hybrid", "poll_only_backoff"):
             row = rows[name]
-            wins = {
-                "calls": row["calls_per_payment"] < celery["calls_per_payment"],
-                "p50": (row["staleness_s"]["p50"] or 0) < (celery["staleness_s"]["p50"] or 0),
-                "p99": (row["staleness_s"]["p99"] or 0) < (celery["staleness_s"]["p99"] or 0),
-                "cpu": row["cpu_s"] < celery["cpu_s"],
+            mine = {
+                "calls": row["calls_per_payment"],
+                "p50": row["staleness_s"]["p50"],
+                "p99": row["staleness_s"]["p99"],
+                "cpu": row["cpu_s"],
             }
-            lost = [k for k, won in wins.items() if not won]
+            theirs = {
+                "calls": celery["calls_per_payment"],
+                "p50": celery["staleness_s"]["p50"],
+                "p99": celery["staleness_s"]["p99"],
+                "cpu": celery["cpu_s"],
+            }
+            won = [k for k in mine if (mine[k] or 0) < (theirs[k] or 0)]
+            tied = [k for k in mine if mine[k] == theirs[k]]
+            lost = [k for k in mine if k not in won and k not in tied]
             lines.append(
                 f"{name} vs celery: "
-                + ("beats it on all of calls, p50, p99, CPU" if not lost else f"loses on {lost}")
+                + ("beats it on all of calls, p50, p99, CPU" if not lost and not tied else "")
+                + (f"better on {won}" if lost or tied else "")
+                + (f", equal on {tied}" if tied else "")
+                + (f", worse on {lost}" if lost else "")
             )
     return lines
 
