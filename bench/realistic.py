@@ -138,10 +138,12 @@ def paced(arrivals: list[float], started: float, create: Callable[[int], None]) 
 
 
 def amount(i: int) -> int:
+    """Return payment `i`'s amount in minor units (the same in every run)."""
     return 100 + (i * 7919) % 99_900
 
 
-def _start_stack_population(stack: Stack, plan: Plan) -> None:
+def _use_population(stack: Stack, plan: Plan) -> None:
+    """Tell the stack's simulator to draw the plan's log-normal settle times."""
     stack.sim_post("faults", plan.settle_faults())
 
 
@@ -151,7 +153,7 @@ def _start_stack_population(stack: Stack, plan: Plan) -> None:
 def service_run(plan: Plan, *, webhooks: bool) -> dict[str, Any]:
     """Reconcile the population with `reconciler serve`; CPU of the service's processes."""
     with run_stack(plan.profile(webhooks=webhooks)) as stack:
-        _start_stack_population(stack, plan)
+        _use_population(stack, plan)
         service = stack.processes[-1].pid
         session = requests.Session()
         accepted = 0
@@ -245,7 +247,7 @@ def _wait(count: Callable[[], int], expected: int, plan: Plan) -> bool:
 def fixed_run(plan: Plan) -> dict[str, Any]:
     """Create at the simulator, then fetch every payment every 5 s until it is terminal."""
     with run_stack(plan.profile(webhooks=False)) as stack:  # the service idles: no payments
-        _start_stack_population(stack, plan)
+        _use_population(stack, plan)
         return _fixed(stack, plan)
 
 
@@ -333,7 +335,7 @@ def _fixed(stack: Stack, plan: Plan) -> dict[str, Any]:
 def celery_run(plan: Plan) -> dict[str, Any]:
     """Reconcile the population with the Celery worker; CPU of worker and broker."""
     with run_stack(plan.profile(webhooks=False)) as stack:  # the service idles: no payments
-        _start_stack_population(stack, plan)
+        _use_population(stack, plan)
         with celery_baseline.running(stack.simulator_url, plan.policy(), stack.workdir) as celery:
             roots = celery.pids()
             cpu_before = cpu_seconds(roots)
