@@ -25,6 +25,10 @@ class SimConfig:
     # The payment's life, in simulator seconds after creation.
     settle_min_s: float = 1.0
     settle_max_s: float = 5.0
+    # When set, the settle time is log-normal with this median (and `settle_sigma`, the
+    # sigma of its logarithm), clipped to settle_min_s..settle_max_s; else it is uniform.
+    settle_median_s: float | None = None
+    settle_sigma: float = 1.0
     outcomes: tuple[tuple[str, float], ...] = DEFAULT_OUTCOMES
     p_requires_action: float = 0.1
     # Gateway API faults.
@@ -70,6 +74,10 @@ class SimConfig:
             lo, hi = getattr(self, low), getattr(self, high)
             if lo < 0 or hi < lo or not math.isfinite(hi):
                 raise ValueError(f"need 0 <= {low} <= {high}, got {lo}..{hi}")
+        if self.settle_median_s is not None and not self.settle_median_s > 0:
+            raise ValueError(f"settle_median_s must be positive, got {self.settle_median_s}")
+        if self.settle_sigma < 0:
+            raise ValueError(f"settle_sigma must not be negative, got {self.settle_sigma}")
         if min(self.hang_s, self.webhook_delay_max_s, self.retry_after_s) < 0:
             raise ValueError("durations must not be negative")
         if self.webhook_max_attempts < 1:

@@ -8,6 +8,7 @@ life drawn at creation and the simulator clock, so moving the clock settles paym
 
 from __future__ import annotations
 
+import math
 import random
 import secrets
 import threading
@@ -181,6 +182,18 @@ class SimState:
 
     # -- payments -----------------------------------------------------------------------
 
+    def _life_rng(self) -> random.Random:
+        """Return the generator that draws the next payment's life.
+
+        With a seed and log-normal settle times, the n-th payment created gets its own
+        generator seeded by (seed, n): runs that call the gateway differently (and so
+        draw faults in another order) still meet the same population. Otherwise the
+        shared generator, as always.
+        """
+        if self.config.settle_median_s is None or self.config.seed is None:
+            return self.rng
+        return random.Random(f"{self.config.seed}/{len(self.payments)}")
+
     def _draw_life(
         self,
         created_at: datetime,
@@ -189,22 +202,25 @@ class SimState:
         requires_action: bool | None,
     ) -> tuple[Step, ...]:
         cfg = self.config
-        delay = (
-            settle_after_s
-            if settle_after_s is not None
-            else self.rng.uniform(cfg.settle_min_s, cfg.settle_max_s)
-        )
+        rng = self._life_rng()
+        if settle_after_s is not None:
+            delay = settle_after_s
+        elif cfg.settle_median_s is not None:
+            drawn = rng.lognormvariate(math.log(cfg.settle_median_s), cfg.settle_sigma)
+            delay = min(cfg.settle_max_s, max(cfg.settle_min_s, drawn))
+        else:
+            delay = rng.uniform(cfg.settle_min_s, cfg.settle_max_s)
         if final_status is None:
             names = [name for name, _ in cfg.outcomes]
             weights = [weight for _, weight in cfg.outcomes]
-            final_status = self.rng.choices(names, weights)[0]
+            final_status = rng.choices(names, weights)[0]
         if requires_action is None:
-            requires_action = self.rng.random() < cfg.p_requires_action
+            requires_action = rng.random() < cfg.p_requires_action
         steps = [Step(created_at, "processing")]
         if requires_action and delay > 0:
             steps.append(
                 Step(
-                    created_at + timedelta(seconds=delay * self.rng.uniform(0.2, 0.8)),
+                    created_at + timedelta(seconds=delay * rng.uniform(0.2, 0.8)),
                     "requires_action",
                 )
             )
