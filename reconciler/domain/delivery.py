@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.domain.policy import Random, parse_retry_after
+from reconciler.domain.policy import Random, grow, jittered, parse_retry_after
 
 ERROR_TEXT_LIMIT = 500
 
@@ -92,10 +92,14 @@ def next_attempt(
     if attempts <= 0:
         at = now + timedelta(seconds=policy.first_delay)
         return AttemptDecision(at=min(at, give_up_at), delay=policy.first_delay)
-    grown = policy.base_delay if previous_delay is None else previous_delay * policy.factor
-    delay = min(policy.max_delay, max(policy.base_delay, grown))
+    delay = grow(
+        base=policy.base_delay,
+        factor=policy.factor,
+        max_delay=policy.max_delay,
+        previous=previous_delay,
+    )
     floor = min(retry_after or 0.0, policy.max_delay)
-    wait = max(delay * (0.5 + 0.5 * rand()), floor)
+    wait = max(jittered(delay, rand), floor)
     return AttemptDecision(at=min(now + timedelta(seconds=wait), give_up_at), delay=delay)
 
 

@@ -46,6 +46,17 @@ class PollDecision:
         return self.at is None
 
 
+def grow(*, base: float, factor: float, max_delay: float, previous: float | None) -> float:
+    """Return the next undithered delay: `min(max_delay, max(base, previous * factor))`."""
+    grown = base if previous is None else previous * factor
+    return min(max_delay, max(base, grown))
+
+
+def jittered(delay: float, rand: Random) -> float:
+    """Keep a uniform share in [0.5, 1) of `delay`: failures that came together spread out."""
+    return delay * (0.5 + 0.5 * rand())
+
+
 def first_poll_at(policy: PollPolicy, created_at: datetime) -> datetime:
     """Schedule the first poll after the grace period a webhook gets to arrive first."""
     return created_at + timedelta(seconds=policy.first_delay)
@@ -88,10 +99,13 @@ def next_poll(
     if attempt <= 0:
         delay = policy.first_delay
         return PollDecision(at=now + timedelta(seconds=max(delay, floor)), delay=delay)
-    grown = policy.base_delay if previous_delay is None else previous_delay * policy.factor
-    delay = min(policy.max_delay, max(policy.base_delay, grown))
-    jittered = delay * (0.5 + 0.5 * rand())
-    wait = max(jittered, floor)
+    delay = grow(
+        base=policy.base_delay,
+        factor=policy.factor,
+        max_delay=policy.max_delay,
+        previous=previous_delay,
+    )
+    wait = max(jittered(delay, rand), floor)
     return PollDecision(at=now + timedelta(seconds=wait), delay=delay)
 
 

@@ -34,6 +34,7 @@ from reconciler.domain.policy import (
     PollPolicy,
     Random,
     give_up_deadline,
+    jittered,
     next_poll,
 )
 from reconciler.domain.status import Outcome, Source, Status, SyncState
@@ -329,7 +330,7 @@ def _retry(
         return replace(failed, state=SyncState.GAVE_UP, next_poll_at=None)
     in_force = fields.last_delay_s or policy.first_delay or policy.base_delay
     short = min(in_force, RETRY_FIRST_S * 2 ** min(failures - 1, 30))
-    wait = max(short * (0.5 + 0.5 * rand()), min(event.retry_after or 0.0, MAX_RETRY_AFTER))
+    wait = max(jittered(short, rand), min(event.retry_after or 0.0, MAX_RETRY_AFTER))
     state = SyncState.POLLING if fields.state is SyncState.AWAITING_WEBHOOK else fields.state
     return replace(failed, state=state, next_poll_at=now + timedelta(seconds=wait))
 
