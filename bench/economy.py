@@ -34,7 +34,12 @@ NAIVE_INTERVAL_S = 5.0
 POLICY = {"first_delay_s": 5.0, "base_delay_s": 5.0, "max_delay_s": 20.0}
 
 
-def _profile(payments: int, *, webhooks: bool) -> Profile:
+FAILED_SHARE = 0.08  # issue 13: the poll-only run with 8 % of calls failing
+
+
+def _profile(
+    payments: int, *, webhooks: bool, p_5xx: float = 0.0, retry_first_s: float = 1.0
+) -> Profile:
     return Profile(
         payments=payments,
         seed=SEED,
@@ -43,7 +48,8 @@ def _profile(payments: int, *, webhooks: bool) -> Profile:
         webhook_loss=0.2,
         webhook_duplicate=0.0,
         webhook_reorder=0.0,
-        p_5xx=0.0,
+        p_5xx=p_5xx,
+        retry_first_s=retry_first_s,
         webhooks=webhooks,
         outage_s=0.0,
         timeout_s=180.0,
@@ -51,8 +57,8 @@ def _profile(payments: int, *, webhooks: bool) -> Profile:
     )
 
 
-def _service_run(payments: int, *, webhooks: bool) -> dict[str, Any]:
-    profile = _profile(payments, webhooks=webhooks)
+def _service_run(payments: int, *, webhooks: bool, **faults: float) -> dict[str, Any]:
+    profile = _profile(payments, webhooks=webhooks, **faults)
     with run_stack(profile) as stack:
         started = time.monotonic()
         accepted = create_payments(stack, payments, 8, prefix="bench")
@@ -162,8 +168,19 @@ def run(quick: bool) -> dict[str, Any]:
     rows["naive_5s"] = _naive_run(payments)
     say("economy: poll-only exponential backoff (no webhooks)...")
     rows["poll_only_backoff"] = _service_run(payments, webhooks=False)
+    say(f"economy: poll-only with {FAILED_SHARE:.0%} of calls failing, short retries on...")
+    rows["poll_only_failing"] = _service_run(payments, webhooks=False, p_5xx=FAILED_SHARE)
+    say("economy: the same, short retries off (a failure waits a whole step, as before)...")
+    rows["poll_only_failing_no_short_retry"] = _service_run(
+        payments, webhooks=False, p_5xx=FAILED_SHARE, retry_first_s=0.0
+    )
     hybrid = rows["hybrid"]
     ratios = {}
+    for q in ("p50", "p99"):
+        ratios[f"staleness {q} failing: short retries/whole steps"] = ratio(
+            rows["poll_only_failing"]["staleness_s"][q],
+            rows["poll_only_failing_no_short_retry"]["staleness_s"][q],
+        )
     for name in ("naive_5s", "poll_only_backoff"):
         other = rows[name]
         ratios[f"calls {name}/hybrid"] = ratio(
@@ -183,13 +200,13 @@ def render(result: dict[str, Any]) -> str:
     lines = [
         f"call economy ({result['payments']} payments, seed {result['seed']}, "
         f"settle 1..15 s, policy {result['policy']})",
-        f"  {'':<20}{'calls/pay':>10}{'polls/pay':>10}{'stale p50':>10}{'p95':>8}{'p99':>8}"
+        f"  {'':<34}{'calls/pay':>10}{'polls/pay':>10}{'stale p50':>10}{'p95':>8}{'p99':>8}"
         f"{'ok':>6}{'wrong':>6}",
     ]
     for name, row in result["runs"].items():
         s = row["staleness_s"]
         lines.append(
-            f"  {name:<20}{row['calls_per_payment']:>10.2f}{row['polls_per_payment']:>10.2f}"
+            f"  {name:<34}{row['calls_per_payment']:>10.2f}{row['polls_per_payment']:>10.2f}"
             f"{_s(s['p50']):>10}{_s(s['p95']):>8}{_s(s['p99']):>8}"
             f"{row['converged']:>6}{row['wrong']:>6}"
         )

@@ -38,6 +38,7 @@ POLICY_VARIABLES = {
     "factor": "POLL_FACTOR",
     "max_delay": "POLL_MAX_DELAY_S",
     "give_up_after": "POLL_GIVE_UP_AFTER_S",
+    "retry_first": "POLL_RETRY_FIRST_S",
 }
 
 

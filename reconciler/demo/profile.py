@@ -30,6 +30,7 @@ class Profile:
     factor: float = 2.0
     max_delay_s: float = 8.0
     give_up_after_s: float = 3600.0
+    retry_first_s: float = 1.0  # a failed poll's first short retry (0: none)
     sweep_interval_s: float = 0.5
     breaker_cooldown_s: float = 2.0
     breaker_max_cooldown_s: float = 8.0
@@ -46,4 +47,5 @@ class Profile:
             factor=self.factor,
             max_delay=self.max_delay_s,
             give_up_after=self.give_up_after_s,
+            retry_first=self.retry_first_s,
         )

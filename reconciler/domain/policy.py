@@ -24,9 +24,13 @@ class PollPolicy:
     factor: float = 2.0
     max_delay: float = 3600.0
     give_up_after: float = 259200.0
+    # A failed call retries after this, doubling, up to the delay in force (0: it waits
+    # for the next step of the schedule instead). See `domain.sync`.
+    retry_first: float = 1.0
 
     def __post_init__(self) -> None:
-        if min(self.first_delay, self.base_delay, self.max_delay, self.give_up_after) < 0:
+        delays = (self.first_delay, self.base_delay, self.max_delay, self.give_up_after)
+        if min(*delays, self.retry_first) < 0:
             raise ValueError("poll delays must not be negative")
         if self.factor < 1:
             raise ValueError("poll factor must be at least 1")

@@ -43,9 +43,9 @@ from reconciler.domain.status import Outcome, Source, Status, SyncState
 # are free for the caller, gateway calls are not (and count against our rate limits).
 REFRESH_MIN_INTERVAL_S = 10.0
 # A call that failed transiently (timeout, 5xx, 429) is retried on its own short backoff,
-# starting here and doubling, never longer than the delay the schedule had in force: a
-# blip costs seconds of staleness, not a whole backoff step. The breaker bounds outages.
-RETRY_FIRST_S = 1.0
+# starting at `PollPolicy.retry_first` (1 s) and doubling, never longer than the delay the
+# schedule had in force: a blip costs seconds of staleness, not a whole backoff step.
+# The breaker bounds outages.
 
 
 class ReviewReason(StrEnum):
@@ -326,10 +326,12 @@ def _retry(
     )
     if fields.status.terminal or fields.state in (SyncState.NEEDS_REVIEW, SyncState.SETTLED):
         return replace(failed, next_poll_at=None)
+    if policy.retry_first <= 0:  # short retries off: the failure waits a whole step
+        return _backoff(fields, failed, policy, now, rand, event.retry_after)
     if now >= fields.give_up_at:
         return replace(failed, state=SyncState.GAVE_UP, next_poll_at=None)
     in_force = fields.last_delay_s or policy.first_delay or policy.base_delay
-    short = min(in_force, RETRY_FIRST_S * 2 ** min(failures - 1, 30))
+    short = min(in_force, policy.retry_first * 2 ** min(failures - 1, 30))
     wait = max(jittered(short, rand), min(event.retry_after or 0.0, MAX_RETRY_AFTER))
     state = SyncState.POLLING if fields.state is SyncState.AWAITING_WEBHOOK else fields.state
     return replace(failed, state=state, next_poll_at=now + timedelta(seconds=wait))
