@@ -265,9 +265,7 @@ class Notified:
 
 
 @pytest.fixture
-def notified(
-    ui: FlaskClient, simulator: Simulator, clock: FakeClock
-) -> Iterator[Notified]:
+def notified(ui: FlaskClient, simulator: Simulator, clock: FakeClock) -> Iterator[Notified]:
     ctx: Context = ui.application.extensions["reconciler"]
     with run_receiver() as good, run_receiver() as bad, run_receiver() as gone:
         bad.status, gone.status = 500, 410
@@ -324,15 +322,15 @@ def test_endpoint_rows_show_success_rate_breaker_and_disabled_reason(
 @pytest.mark.parametrize(
     ("held", "shown"),
     [
-        ({}, "closed"),  # a sweeping process that has not called the endpoint yet
-        ({"bad": BreakerState.OPEN}, "open"),
-        ({"bad": BreakerState.HALF_OPEN}, "half_open"),
+        (None, "closed"),  # a sweeping process that has not called the endpoint yet
+        (BreakerState.OPEN, "open"),
+        (BreakerState.HALF_OPEN, "half_open"),
     ],
 )
 def test_endpoint_rows_show_the_sweepers_breaker_by_endpoint(
-    notified: Notified, held: dict[str, BreakerState], shown: str
+    notified: Notified, held: BreakerState | None, shown: str
 ) -> None:
-    breakers = {notified.bad.id: state for _, state in held.items()}
+    breakers = {notified.bad.id: held} if held is not None else {}
     rows = {r.endpoint.id: r for r in notify_admin.endpoint_rows(notified.ctx, breakers, None, 100)}
     assert rows[notified.bad.id].breaker == shown
     assert rows[notified.good.id].breaker == "closed"
@@ -340,9 +338,7 @@ def test_endpoint_rows_show_the_sweepers_breaker_by_endpoint(
     assert from_the_engine[notified.good.id] is BreakerState.CLOSED  # it was called
 
 
-@pytest.mark.parametrize(
-    ("status", "which"), [("failing", {"bad"}), ("disabled", {"gone"})]
-)
+@pytest.mark.parametrize(("status", "which"), [("failing", {"bad"}), ("disabled", {"gone"})])
 def test_endpoint_rows_filter_like_the_admin_api(
     notified: Notified, status: str, which: set[str]
 ) -> None:
@@ -387,9 +383,12 @@ def test_operators_recover_an_endpoints_failed_deliveries(
 ) -> None:
     failed = fail_for_good(notified, clock)
     created = delivery_row(notified.ctx, failed[0]).created_at
-    assert notify_admin.recover_deliveries(
-        notified.ctx, notified.bad.id, since=created + timedelta(days=1)
-    ) == 0
+    assert (
+        notify_admin.recover_deliveries(
+            notified.ctx, notified.bad.id, since=created + timedelta(days=1)
+        )
+        == 0
+    )
     assert notify_admin.recover_deliveries(notified.ctx, notified.bad.id, since=created) == 2
     assert {delivery_row(notified.ctx, d).status for d in failed} == {"pending"}
     with pytest.raises(ValidationFailed):
