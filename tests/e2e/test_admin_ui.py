@@ -544,6 +544,4 @@ def test_a_payments_deliveries_are_listed(page: Page, stack: Stack) -> None:
     expect(row.get_by_test_id("delivery-status")).to_have_text("delivered")
     expect(row).to_contain_text("HTTP 200")
     [to_failing] = [d for d in stack.deliveries(stack.failing) if d["payment_id"] == pid]
-    expect(deliveries.get_by_test_id(f"delivery-{to_failing['id']}")).to_contain_text(
-        stack.failing
-    )
+    expect(deliveries.get_by_test_id(f"delivery-{to_failing['id']}")).to_contain_text(stack.failing)

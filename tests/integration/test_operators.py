@@ -506,3 +506,17 @@ def test_a_payment_page_lists_its_deliveries(ui: FlaskClient, notified: Notified
 def test_bad_endpoint_page_queries_are_answers_not_errors(ui: FlaskClient, path: str) -> None:
     status = signed_in(ui).get(path).status_code
     assert 400 <= status < 500
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [
+        (None, "–"),  # nothing attempted yet: no rate, not 0 %
+        (0.0, "0 %"),
+        (1.0, "100 %"),
+        (0.975, "97.5 %"),
+        (0.9996, "99.9 %"),  # one failure in thousands is never rounded up to 100 %
+    ],
+)
+def test_success_rates_are_written_for_people(rate: float | None, shown: str) -> None:
+    assert admin_ui._percent(rate) == shown
