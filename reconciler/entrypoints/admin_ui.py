@@ -425,7 +425,8 @@ def recover(endpoint_id: str) -> Response:
     )
     return _back(
         url_for(".endpoints", endpoint_id=endpoint_id),
-        f"{count} failed deliveries of {endpoint_id} are pending again",
+        f"{count} failed {'delivery' if count == 1 else 'deliveries'} of {endpoint_id} "
+        f"{'is' if count == 1 else 'are'} pending again",
     )
 
 
