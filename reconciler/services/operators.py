@@ -166,10 +166,21 @@ def needs_a_human(
 def find(ctx: Context, term: str) -> Sequence[Payment]:
     """Find payments by our id, the merchant's reference or the gateway's id, newest first."""
     term = term.strip()
-    if not term or len(term) > 200:
+    if not term or len(term) > 200 or not _storable(term):
         raise ValidationFailed("give a payment id, merchant reference or gateway payment id")
     with ctx.read() as session:
         return repository.payments_matching(session, term, MAX_MATCHES)
+
+
+def _storable(text: str) -> bool:
+    """Say whether a text can be stored (PostgreSQL refuses NUL and lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def timeline(ctx: Context, payment_id: str) -> tuple[Payment, Sequence[PaymentEvent]]:

@@ -501,6 +501,7 @@ def test_a_payment_page_lists_its_deliveries(ui: FlaskClient, notified: Notified
         "/admin/ui/endpoints?cursor=not-ours",
         "/admin/ui/endpoints?endpoint_id=we_%00",  # NUL: refused before PostgreSQL sees it
         "/admin/ui/payments/pay_%00",
+        "/admin/ui/payments?q=order%00",
     ],
 )
 def test_bad_endpoint_page_queries_are_answers_not_errors(ui: FlaskClient, path: str) -> None:
