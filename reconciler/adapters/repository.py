@@ -582,8 +582,9 @@ def all_deliveries(
     endpoint_id: str | None,
     limit: int,
     after: tuple[datetime, str] | None,
+    payment_id: str | None = None,
 ) -> list[OperatorDelivery]:
-    """Page through every merchant's deliveries, newest first."""
+    """Page through every merchant's deliveries (or one payment's), newest first."""
     stmt = select(
         NotificationDelivery,
         NotificationEvent.type,
@@ -594,12 +595,46 @@ def all_deliveries(
         stmt = stmt.where(NotificationDelivery.status == status)
     if endpoint_id:
         stmt = stmt.where(NotificationDelivery.endpoint_id == endpoint_id)
+    if payment_id:
+        stmt = stmt.where(NotificationEvent.payment_id == payment_id)
     if after is not None:
         stmt = stmt.where(
             tuple_(NotificationDelivery.created_at, NotificationDelivery.id) < tuple_(*after)
         )
     stmt = stmt.order_by(NotificationDelivery.created_at.desc(), NotificationDelivery.id.desc())
     return [(d, t, p, m) for d, t, p, m in session.execute(stmt.limit(limit))]
+
+
+def endpoint_outcomes(session: Session, endpoint_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Each endpoint's deliveries attempted at least once, and delivered: (attempted, delivered)."""
+    if not endpoint_ids:
+        return {}
+    attempted = func.count().filter(NotificationDelivery.attempts > 0)
+    delivered = func.count().filter(NotificationDelivery.status == "delivered")
+    stmt = (
+        select(NotificationDelivery.endpoint_id, attempted, delivered)
+        .where(NotificationDelivery.endpoint_id.in_(endpoint_ids))
+        .group_by(NotificationDelivery.endpoint_id)
+    )
+    return {e: (int(a), int(d)) for e, a, d in session.execute(stmt)}
+
+
+def endpoint_owner(session: Session, endpoint_id: str) -> Merchant | None:
+    """The merchant whose endpoint (not deleted) this is."""
+    stmt = (
+        select(Merchant)
+        .join(WebhookEndpoint, WebhookEndpoint.merchant_id == Merchant.id)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.deleted_at.is_(None))
+    )
+    return session.scalars(stmt).first()
+
+
+def merchant_names(session: Session, merchant_ids: Sequence[str]) -> dict[str, str]:
+    """The names of these merchants, by id."""
+    if not merchant_ids:
+        return {}
+    stmt = select(Merchant.id, Merchant.name).where(Merchant.id.in_(merchant_ids))
+    return {merchant_id: name for merchant_id, name in session.execute(stmt)}
 
 
 def delivery_counts(session: Session) -> dict[str, int]:

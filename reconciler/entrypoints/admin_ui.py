@@ -11,7 +11,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import groupby
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -23,18 +25,24 @@ from flask import (
     url_for,
 )
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
+from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.wrappers import Response
 
 from reconciler.bootstrap import Context
-from reconciler.domain.breaker import CircuitBreaker
+from reconciler.domain.breaker import BreakerState, CircuitBreaker
+from reconciler.domain.delivery import DeliveryStatus
 from reconciler.domain.status import Status
+from reconciler.entrypoints.endpoint_schemas import RecoverRequest
 from reconciler.entrypoints.problems import SERVICE_ERRORS
+from reconciler.entrypoints.schemas import ResourceId
 from reconciler.entrypoints.serialize import rfc3339
-from reconciler.services import admin, operators
+from reconciler.services import admin, notify_admin, notify_stats, operators
 from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError, ValidationFailed
+from reconciler.services.notify_admin import EndpointRow
 from reconciler.services.operators import Minute
+from reconciler.services.payments import MAX_LIST_LIMIT
 
 bp = Blueprint(
     "admin_ui",
@@ -48,6 +56,7 @@ bp = Blueprint(
 COOKIE = "reconciler_admin_ui"
 SESSION_MAX_AGE_S = 8 * 3600  # one working shift; then sign in again
 PAGE_SIZE = 50
+ENDPOINTS_SHOWN = MAX_LIST_LIMIT  # endpoints on the endpoints page, longest failing first
 REFRESH_S = 10  # the overview reloads itself this often
 PUBLIC = {"admin_ui.sign_in", "admin_ui.static"}
 CSP = "; ".join(
@@ -66,8 +75,10 @@ CSP = "; ".join(
 NAV = [
     ("admin_ui.overview", "Overview"),
     ("admin_ui.review", "Needs a human"),
+    ("admin_ui.endpoints", "Endpoints"),
     ("admin_ui.find", "Find a payment"),
 ]
+_RESOURCE_ID: TypeAdapter[str] = TypeAdapter(ResourceId)
 
 
 def _ctx() -> Context:
@@ -80,6 +91,13 @@ def sweeper_breakers() -> Mapping[str, CircuitBreaker]:
     metrics = current_app.extensions.get("reconciler.metrics")
     sweeper = getattr(metrics, "sweeper", None)
     return dict(sweeper.breakers) if sweeper is not None else {}
+
+
+def endpoint_breakers() -> dict[str, BreakerState] | None:
+    """Return this process's delivery breakers by endpoint id (None when it runs no sweep)."""
+    metrics = current_app.extensions.get("reconciler.metrics")
+    sweeper = getattr(metrics, "sweeper", None)
+    return notify_stats.endpoint_breakers(sweeper) if sweeper is not None else None
 
 
 # --- Session: a signed, timed cookie keyed by the admin token -----------------------------
@@ -177,6 +195,8 @@ def _helpers() -> dict[str, Any]:
         "when": _when,
         "age": _age,
         "duration": _duration,
+        "percent": _percent,
+        "done": request.args.get("done"),
     }
 
 
@@ -259,15 +279,70 @@ def find() -> Response | tuple[str, int]:
 
 @bp.get("/payments/<payment_id>")
 def payment(payment_id: str) -> str:
-    """Show one payment: its resource and its whole timeline."""
-    found, events = operators.timeline(_ctx(), payment_id)
+    """Show one payment: its resource, its whole timeline and its deliveries."""
+    found, events = operators.timeline(_ctx(), _checked_id("payment", payment_id))
+    deliveries, cursor = notify_admin.deliveries(
+        _ctx(),
+        status=None,
+        endpoint_id=None,
+        payment_id=found.id,
+        limit=PAGE_SIZE,
+        cursor=request.args.get("cursor") or None,
+    )
     return _page(
         "payment.html",
         payment=found,
         events=events,
+        deliveries=deliveries,
+        next_cursor=cursor,
         statuses=[s.value for s in Status],
         here=request.path,
-        done=request.args.get("done"),
+    )
+
+
+@dataclass(frozen=True)
+class MerchantEndpoints:
+    """One merchant's endpoints on the endpoints page."""
+
+    merchant_id: str
+    name: str
+    endpoints: list[EndpointRow]
+
+
+@bp.get("/endpoints")
+def endpoints() -> str:
+    """List each merchant's endpoints with their health, and the deliveries to redo."""
+    status = request.args.get("status") or None
+    endpoint_id = request.args.get("endpoint_id") or None
+    shown = request.args.get("deliveries") or DeliveryStatus.FAILED.value
+    if endpoint_id is not None:
+        _checked_id("endpoint", endpoint_id)
+    rows = notify_admin.endpoint_rows(_ctx(), endpoint_breakers(), status, ENDPOINTS_SHOWN)
+    deliveries, cursor = notify_admin.deliveries(
+        _ctx(),
+        status=shown,
+        endpoint_id=endpoint_id,
+        limit=PAGE_SIZE,
+        cursor=request.args.get("cursor") or None,
+    )
+    by_merchant = sorted(rows, key=lambda r: (r.merchant, r.endpoint.merchant_id))
+    return _page(
+        "endpoints.html",
+        merchants=[
+            MerchantEndpoints(merchant_id, name, list(group))
+            for (name, merchant_id), group in groupby(
+                by_merchant, key=lambda r: (r.merchant, r.endpoint.merchant_id)
+            )
+        ],
+        truncated=len(rows) >= ENDPOINTS_SHOWN,
+        status=status,
+        endpoint_id=endpoint_id,
+        shown=shown,
+        delivery_statuses=[s.value for s in DeliveryStatus],
+        endpoint_states={r.endpoint.id: r.endpoint for r in rows},
+        deliveries=deliveries,
+        next_cursor=cursor,
+        here=request.full_path.rstrip("?"),
     )
 
 
@@ -281,18 +356,29 @@ def _note() -> str:
     return note
 
 
-def _back(payment_id: str, done: str) -> Response:
+def _back(default: str, done: str) -> Response:
+    """Go back to the page the form was on (or `default`), saying what was done."""
     target = request.form.get("next")
-    if target and _safe_next(target) == target:
-        return redirect(target, 303)
-    return redirect(url_for(".payment", payment_id=payment_id, done=done), 303)
+    if not target or _safe_next(target) != target:
+        target = default
+    parts = urlsplit(target)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "done"] + [("done", done)]
+    return redirect(urlunsplit(parts._replace(query=urlencode(query))), 303)
+
+
+def _checked_id(name: str, value: str) -> str:
+    """Refuse an id no resource can have (NUL, a lone surrogate) before any query sees it."""
+    try:
+        return _RESOURCE_ID.validate_python(value)
+    except ValidationError:
+        raise NotFound(f"no {name} {value!r}") from None
 
 
 @bp.post("/payments/<payment_id>/refresh")
 def refresh(payment_id: str) -> Response:
     """Poll the payment as soon as possible (reviving it if polling gave up)."""
-    admin.refresh(_ctx(), payment_id)
-    return _back(payment_id, "refreshed")
+    admin.refresh(_ctx(), _checked_id("payment", payment_id))
+    return _back(url_for(".payment", payment_id=payment_id), "refreshed")
 
 
 @bp.post("/payments/<payment_id>/report")
@@ -302,15 +388,46 @@ def report(payment_id: str) -> Response:
     gateway_status = request.form.get("gateway_status", "").strip() or None
     if gateway_status is not None and len(gateway_status) > 64:
         raise ValidationFailed("gateway status must be at most 64 characters")
-    _, decision = admin.report_status(_ctx(), payment_id, status, gateway_status, _note())
-    return _back(payment_id, f"reported: {decision.outcome.value}")
+    _, decision = admin.report_status(
+        _ctx(), _checked_id("payment", payment_id), status, gateway_status, _note()
+    )
+    return _back(url_for(".payment", payment_id=payment_id), f"reported: {decision.outcome.value}")
 
 
 @bp.post("/payments/<payment_id>/resolve")
 def resolve(payment_id: str) -> Response:
     """Clear the payment's review flag."""
-    admin.resolve_review(_ctx(), payment_id, _note())
-    return _back(payment_id, "resolved")
+    admin.resolve_review(_ctx(), _checked_id("payment", payment_id), _note())
+    return _back(url_for(".payment", payment_id=payment_id), "resolved")
+
+
+@bp.post("/endpoints/<endpoint_id>/deliveries/<delivery_id>/retry")
+def retry(endpoint_id: str, delivery_id: str) -> Response:
+    """Attempt a delivery again now (reviving a failed one), as its merchant's retry does."""
+    delivery, _, _ = notify_admin.retry_delivery(
+        _ctx(), _checked_id("endpoint", endpoint_id), _checked_id("delivery", delivery_id)
+    )
+    return _back(
+        url_for(".endpoints", endpoint_id=endpoint_id),
+        f"delivery {delivery.id} is {delivery.status} and due now",
+    )
+
+
+@bp.post("/endpoints/<endpoint_id>/recover")
+def recover(endpoint_id: str) -> Response:
+    """Attempt again every failed delivery of the endpoint created since the given time."""
+    try:
+        since = RecoverRequest.model_validate({"since": request.form.get("since", "")}).since
+    except ValidationError as exc:
+        raise ValidationFailed(f"since: {exc.errors()[0]['msg']}") from None
+    count = notify_admin.recover_deliveries(
+        _ctx(), _checked_id("endpoint", endpoint_id), since=since
+    )
+    return _back(
+        url_for(".endpoints", endpoint_id=endpoint_id),
+        f"{count} failed {'delivery' if count == 1 else 'deliveries'} of {endpoint_id} "
+        f"{'is' if count == 1 else 'are'} pending again",
+    )
 
 
 # --- Presentation helpers --------------------------------------------------------------------
@@ -383,6 +500,16 @@ def _duration(seconds: float | None) -> str:
             part = rest // smaller
             return f"{whole} {unit} {_duration(part * smaller)}" if part else f"{whole} {unit}"
     return f"{seconds} s"
+
+
+def _percent(rate: float | None) -> str:
+    """Format a share for people: `97.5 %`, `100 %`, or a dash when there is none."""
+    if rate is None:
+        return "–"
+    shown = f"{rate * 100:.1f}".removesuffix(".0")
+    if shown == "100" and rate < 1:
+        shown = "99.9"  # never round a failure away
+    return f"{shown} %"
 
 
 def _when(at: datetime | None) -> str:

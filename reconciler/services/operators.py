@@ -13,6 +13,7 @@ from reconciler.domain.status import Source, Status, SyncState
 from reconciler.services.context import Context
 from reconciler.services.engine import CIRCUIT_OPEN
 from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services.notify_stats import NotifyStats, notify_stats
 from reconciler.services.payments import page_start
 from reconciler.services.polling import GATEWAY_NOT_CONFIGURED
 
@@ -56,6 +57,7 @@ class Overview:
     oldest_pending_age_s: float | None
     minutes: list[Minute]
     breakers: list[BreakerView]
+    notifications: NotifyStats  # merchant deliveries: backlog, oldest undelivered, endpoints
 
     @property
     def total(self) -> int:
@@ -63,8 +65,9 @@ class Overview:
 
 
 def overview(ctx: Context, breakers: Mapping[str, CircuitBreaker]) -> Overview:
-    """Count payments by status and sync state, the due backlog, the hour's traffic and
-    each gateway's breaker (`breakers`: the in-process sweeper's, empty when none runs)."""
+    """Count payments by status and sync state, the due backlog, the hour's traffic, each
+    gateway's breaker (`breakers`: the in-process sweeper's, empty when none runs) and the
+    merchant notifications' backlog and endpoints (the numbers `/metrics` shows)."""
     now = ctx.clock()
     since = _minute_floor(now) - timedelta(minutes=CHART_MINUTES - 1)
     with ctx.read() as session:
@@ -84,6 +87,7 @@ def overview(ctx: Context, breakers: Mapping[str, CircuitBreaker]) -> Overview:
         oldest_pending_age_s=max(0.0, (now - oldest).total_seconds()) if oldest else None,
         minutes=_minutes(since, counts),
         breakers=_breakers(sorted(set(ctx.gateways) | set(breakers)), breakers, failures),
+        notifications=notify_stats(ctx),
     )
 
 
@@ -162,10 +166,21 @@ def needs_a_human(
 def find(ctx: Context, term: str) -> Sequence[Payment]:
     """Find payments by our id, the merchant's reference or the gateway's id, newest first."""
     term = term.strip()
-    if not term or len(term) > 200:
+    if not term or len(term) > 200 or not _storable(term):
         raise ValidationFailed("give a payment id, merchant reference or gateway payment id")
     with ctx.read() as session:
         return repository.payments_matching(session, term, MAX_MATCHES)
+
+
+def _storable(text: str) -> bool:
+    """Say whether a text can be stored (PostgreSQL refuses NUL and lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def timeline(ctx: Context, payment_id: str) -> tuple[Payment, Sequence[PaymentEvent]]:

@@ -1,8 +1,9 @@
 """The operator's page in a real browser: Debian's Chromium, driven by Playwright.
 
-One `reconciler serve` (gunicorn, in-process sweep, SQLite) and one simulator serve the
-whole module; each test opens its own browser context (its own cookies). The run also checks
-every page with axe-core and saves the screenshots the README and docs/ show.
+One `reconciler serve` (waitress, in-process sweep, SQLite), one simulator and two merchant
+endpoints on loopback (one answers 200, one 500) serve the whole module; each test opens its
+own browser context (its own cookies). The run also checks every page with axe-core and saves
+the screenshots the README and docs/ show.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import requests
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from support.app import SIM_SECRET
+from support.receiver import Receiver, run_receiver
 from support.simulator import Simulator, run_simulator
 
 from e2e.conftest import Service, free_port, run_service, wait_until
@@ -39,6 +41,9 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 SETTLE_WITHIN_S = 30.0
+# A delivery to the failing endpoint fails this long after it is made (or revived): long
+# enough that a test reads a revived one as pending before it can fail again.
+DELIVERY_GIVE_UP_S = 15.0
 SYNC_STATES = ("awaiting_webhook", "polling", "settled", "gave_up", "needs_review")
 
 
@@ -50,6 +55,8 @@ class Stack:
     sim: Simulator
     merchant: dict[str, str]
     payments: list[dict[str, Any]]  # settled, as the merchant API shows them
+    healthy: str  # the merchant's endpoint that answers 200
+    failing: str  # the merchant's endpoint that answers 500
 
     @property
     def admin(self) -> dict[str, str]:
@@ -67,6 +74,39 @@ class Stack:
         )
         assert response.status_code == 200, response.text
         assert response.json()["payment"]["sync"]["state"] == "needs_review", response.text
+
+    def deliveries(self, endpoint_id: str, status: str | None = None) -> list[dict[str, Any]]:
+        """Read an endpoint's deliveries through the admin API (one page holds them all)."""
+        params = {"endpoint_id": endpoint_id, "limit": "100"}
+        if status is not None:
+            params["status"] = status
+        answer = self.service.get("/admin/deliveries", params=params, headers=self.admin)
+        assert answer.status_code == 200, answer.text
+        return list(answer.json()["data"])
+
+    def failed_deliveries(self, at_least: int = 2) -> list[str]:
+        """Wait until the failing endpoint has given up on `at_least` deliveries; their ids."""
+        found: list[str] = []
+
+        def enough() -> bool:
+            found[:] = [d["id"] for d in self.deliveries(self.failing, "failed")]
+            return len(found) >= at_least
+
+        wait_until(enough, 4 * DELIVERY_GIVE_UP_S, f"{at_least} deliveries failed for good")
+        return found
+
+    def delivered_to_the_healthy_endpoint(self) -> None:
+        """Wait until every delivery to the healthy endpoint has arrived."""
+
+        def all_in() -> bool:
+            rows = self.deliveries(self.healthy)
+            return bool(rows) and all(d["status"] == "delivered" for d in rows)
+
+        wait_until(all_in, SETTLE_WITHIN_S, "every delivery to the healthy endpoint")
+
+    def status_of(self, endpoint_id: str, delivery_id: str) -> str:
+        [found] = [d for d in self.deliveries(endpoint_id) if d["id"] == delivery_id]
+        return str(found["status"])
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +132,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     port = free_port()
     tmp = tmp_path_factory.mktemp("admin-ui")
     with (
+        run_receiver() as healthy,
+        run_receiver() as failing,
         run_simulator(
             seed=21,
             settle_min=1,
@@ -108,9 +150,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             admin_token=TOKEN,
             breaker_threshold=3,
             breaker_cooldown_s=120.0,
+            notify_allow_private=True,
+            notify_base_delay_s=1.0,
+            notify_max_delay_s=4.0,
+            notify_give_up_after_s=DELIVERY_GIVE_UP_S,
         ) as service,
     ):
+        failing.status = 500
         merchant = service.create_merchant("acme")
+        endpoint_ids = [register_endpoint(service, merchant, r) for r in (healthy, failing)]
+        register_endpoint(service, service.create_merchant("globex"), healthy)
         ids = []
         for n in range(1, 5):
             body = {
@@ -129,10 +178,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             return all(row["sync"]["state"] == "settled" for row in rows)
 
         wait_until(settled, SETTLE_WITHIN_S, "every payment settled")
-        built = Stack(service, sim, merchant, rows)
+        built = Stack(service, sim, merchant, rows, *endpoint_ids)
         built.flag_for_review(ids[0])  # resolved by a test
         built.flag_for_review(ids[1])  # stays on the review page for the screenshot
         yield built
+
+
+def register_endpoint(service: Service, merchant: dict[str, str], receiver: Receiver) -> str:
+    body = {"url": receiver.url, "description": f"answers {receiver.status}"}
+    response = service.post("/v1/webhook_endpoints", json=body, headers=merchant)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
 
 
 @pytest.fixture
@@ -177,20 +233,25 @@ def test_a_wrong_token_is_refused_and_sets_no_cookie(page: Page, stack: Stack) -
     assert page.context.cookies() == []
 
 
-@pytest.mark.parametrize("path", ["/", "/review", "/payments", "/payments/pay_anything"])
+@pytest.mark.parametrize(
+    "path", ["/", "/review", "/endpoints", "/payments", "/payments/pay_anything"]
+)
 def test_pages_without_a_session_send_you_to_sign_in(page: Page, stack: Stack, path: str) -> None:
     page.goto(stack.ui(path))
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
     assert page.url.startswith(stack.ui("/sign-in?next="))
 
 
-@pytest.mark.parametrize("action", ["refresh", "report", "resolve", "sign-out"])
+@pytest.mark.parametrize("action", ["refresh", "report", "resolve", "sign-out", "retry", "recover"])
 def test_actions_without_a_session_are_refused(stack: Stack, action: str) -> None:
     pid = stack.payments[1]["id"]
-    path = "/sign-out" if action == "sign-out" else f"/payments/{pid}/{action}"
-    response = requests.post(
-        stack.ui(path), data={"note": "n", "status": "failed", "csrf_token": "x"}, timeout=10
-    )
+    path = {
+        "sign-out": "/sign-out",
+        "retry": f"/endpoints/{stack.failing}/deliveries/del_anything/retry",
+        "recover": f"/endpoints/{stack.failing}/recover",
+    }.get(action, f"/payments/{pid}/{action}")
+    data = {"note": "n", "status": "failed", "since": "2026-01-01T00:00:00Z", "csrf_token": "x"}
+    response = requests.post(stack.ui(path), data=data, timeout=10)
     assert response.status_code == 403, response.text
     assert response.headers["Content-Type"] == "application/problem+json"
 
@@ -343,7 +404,7 @@ def test_an_unknown_id_finds_nothing(page: Page, stack: Stack) -> None:
     expect(page.get_by_test_id("no-match")).to_contain_text("pay_nobody")
 
 
-@pytest.mark.parametrize("name", ["sign-in", "overview", "review", "payment", "find"])
+@pytest.mark.parametrize("name", ["sign-in", "overview", "review", "payment", "find", "endpoints"])
 def test_each_page_passes_axe(page: Page, stack: Stack, name: str) -> None:
     """Check labels, contrast and the rest with axe-core; save the README's screenshots."""
     paths = {
@@ -352,12 +413,17 @@ def test_each_page_passes_axe(page: Page, stack: Stack, name: str) -> None:
         "review": "/review",
         "payment": f"/payments/{stack.payments[1]['id']}",
         "find": "/payments?q=order",
+        "endpoints": "/endpoints",
     }
+    if name in ("endpoints", "payment", "overview"):
+        stack.failed_deliveries()  # something to redo on the page (and in its screenshot)
     if name != "sign-in":
         sign_in(page, stack)
     page.goto(stack.ui(paths[name]))
     if name == "review":
         page.get_by_text(f"Act on {stack.payments[1]['id']}").click()  # the forms, open
+    if name == "endpoints":
+        page.get_by_text(f"Recover {stack.failing}").click()  # the form, open
     results = Axe().run(page)
     serious = [
         (v["id"], v["help"], [n["target"] for n in v["nodes"]])
@@ -365,7 +431,7 @@ def test_each_page_passes_axe(page: Page, stack: Stack, name: str) -> None:
         if v["impact"] in ("serious", "critical")
     ]
     assert serious == [], results.generate_report()
-    if name in ("overview", "review", "payment"):
+    if name in ("overview", "review", "payment", "endpoints"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
@@ -408,3 +474,72 @@ def test_the_overview_reloads_itself_until_the_operator_pauses_it(page: Page, st
     assert page.evaluate("window.stillHere") is True, "no reload while paused"
     page.reload()
     expect(page.get_by_label("Reload every 10 s")).not_to_be_checked()
+
+
+def test_the_endpoints_page_shows_a_failing_endpoint(page: Page, stack: Stack) -> None:
+    stack.failed_deliveries(at_least=1)
+    stack.delivered_to_the_healthy_endpoint()
+    sign_in(page, stack)
+    failing_now = stack.service.get(
+        "/admin/webhook_endpoints", params={"status": "failing"}, headers=stack.admin
+    ).json()["data"]
+    assert [e["id"] for e in failing_now] == [stack.failing]
+    expect(page.get_by_test_id("endpoints-failing")).to_have_text("1")
+    page.get_by_test_id("endpoints-failing").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Endpoints")
+    failing = page.get_by_test_id(f"endpoint-{stack.failing}")
+    expect(failing.get_by_test_id("endpoint-status")).to_contain_text("failing since")
+    expect(failing.get_by_test_id("success-rate")).to_have_text("0 %")
+    # This process sweeps, so it knows the endpoint's breaker (whatever it is right now).
+    breaker = failing.get_by_test_id("endpoint-breaker").inner_text()
+    assert breaker in ("closed", "open", "half_open")
+    expect(page.get_by_test_id(f"endpoint-{stack.healthy}")).to_have_count(0)  # not failing
+    page.get_by_role("link", name="All", exact=True).click()
+    healthy = page.get_by_test_id(f"endpoint-{stack.healthy}")
+    expect(healthy.get_by_test_id("success-rate")).to_have_text("100 %")
+    expect(healthy.get_by_test_id("endpoint-breaker")).to_have_text("closed")
+    expect(page.get_by_role("heading", name="globex")).to_be_visible()
+
+
+def test_retry_puts_a_failed_delivery_back_to_pending(page: Page, stack: Stack) -> None:
+    target = stack.failed_deliveries(at_least=1)[0]
+    sign_in(page, stack)
+    page.get_by_role("link", name="Endpoints").click()
+    row = page.get_by_test_id(f"delivery-{target}")
+    expect(row.get_by_test_id("delivery-status")).to_have_text("failed")
+    row.get_by_role("button", name="Retry").click()
+    expect(page.get_by_test_id("done")).to_have_text(
+        f"Done: delivery {target} is pending and due now."
+    )
+    assert stack.status_of(stack.failing, target) == "pending"
+
+
+def test_recover_puts_an_endpoints_failed_deliveries_back_to_pending(
+    page: Page, stack: Stack
+) -> None:
+    failed = stack.failed_deliveries(at_least=2)
+    sign_in(page, stack)
+    page.goto(stack.ui(f"/endpoints?endpoint_id={stack.failing}"))
+    row = page.get_by_test_id(f"endpoint-{stack.failing}")
+    row.get_by_text(f"Recover {stack.failing}").click()
+    row.get_by_role("button", name="Recover").click()
+    expect(page.get_by_test_id("done")).to_contain_text(f"of {stack.failing} are pending again")
+    recovered = int(page.get_by_test_id("done").inner_text().split()[1])
+    assert recovered >= len(failed)
+    assert {stack.status_of(stack.failing, d) for d in failed} == {"pending"}
+
+
+def test_a_payments_deliveries_are_listed(page: Page, stack: Stack) -> None:
+    stack.delivered_to_the_healthy_endpoint()
+    pid = stack.payments[2]["id"]
+    sign_in(page, stack)
+    page.goto(stack.ui(f"/payments/{pid}"))
+    deliveries = page.get_by_test_id("deliveries")
+    [to_healthy] = [d for d in stack.deliveries(stack.healthy) if d["payment_id"] == pid]
+    row = deliveries.get_by_test_id(f"delivery-{to_healthy['id']}")
+    expect(row).to_contain_text("payment.succeeded")
+    expect(row).to_contain_text(stack.healthy)
+    expect(row.get_by_test_id("delivery-status")).to_have_text("delivered")
+    expect(row).to_contain_text("HTTP 200")
+    [to_failing] = [d for d in stack.deliveries(stack.failing) if d["payment_id"] == pid]
+    expect(deliveries.get_by_test_id(f"delivery-{to_failing['id']}")).to_contain_text(stack.failing)

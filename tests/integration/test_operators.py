@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
+from support.receiver import run_receiver
 from support.simulator import Simulator
+from test_delivery_engine import Endpoint, Shop
 
-from reconciler.adapters.models import Payment, PaymentEvent
+from reconciler.adapters.models import NotificationDelivery, Payment, PaymentEvent
 from reconciler.bootstrap import Context, bootstrap
+from reconciler.domain.breaker import BreakerState
 from reconciler.entrypoints import admin_ui
 from reconciler.entrypoints.admin_ui import COOKIE, SESSION_MAX_AGE_S
 from reconciler.entrypoints.app import create_app
-from reconciler.services import operators
-from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services import notify_admin, notify_stats, operators
+from reconciler.services.errors import Conflict, NotFound, ValidationFailed
+from reconciler.services.sweep import Sweeper
 
 TOKEN = "ui-integration-token"  # test-only
 
@@ -26,7 +32,7 @@ TOKEN = "ui-integration-token"  # test-only
 @pytest.fixture
 def ui(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[FlaskClient]:
     ctx = bootstrap(
-        make_settings(db_url, simulator.url, admin_token=TOKEN),
+        make_settings(db_url, simulator.url, admin_token=TOKEN, notify_allow_private=1),
         clock=clock,
         rand=random.Random(3).random,
     )
@@ -236,3 +242,282 @@ def test_the_review_page_pages_with_the_apis_cursor(
     second = ui.get(link.replace("&amp;", "&")).get_data(as_text=True)
     assert ids[1] in second and ids[0] not in second
     assert 'rel="next"' not in second
+
+
+# --- Merchant notifications on the operator's page --------------------------------------------
+
+GIVE_UP_S = 259200  # the default: a delivery fails 3 days after it was made
+
+
+@dataclass
+class Notified:
+    """Two merchants' endpoints after one sweep: one healthy, one failing, one gone (410)."""
+
+    ctx: Context
+    acme: Shop
+    globex: Shop
+    good: Endpoint
+    bad: Endpoint
+    gone: Endpoint
+    fresh: Endpoint  # registered after the sweep: never attempted
+    payments: list[str]  # acme's two payments, then globex's one
+    sweeper: Sweeper
+
+
+@pytest.fixture
+def notified(ui: FlaskClient, simulator: Simulator, clock: FakeClock) -> Iterator[Notified]:
+    ctx: Context = ui.application.extensions["reconciler"]
+    with run_receiver() as good, run_receiver() as bad, run_receiver() as gone:
+        bad.status, gone.status = 500, 410
+        acme, globex = Shop(ctx, simulator, "acme"), Shop(ctx, simulator, "globex")
+        endpoints = acme.endpoint(good.url), acme.endpoint(bad.url), globex.endpoint(gone.url)
+        payments = []
+        for shop, reference in ((acme, "a1"), (acme, "a2"), (globex, "g1")):
+            pid, gid = shop.payment(reference)
+            shop.report(gid, "succeeded")
+            payments.append(pid)
+        sweeper = Sweeper(ctx)
+        try:
+            sweeper.sweep_once(clock.now)
+            fresh = acme.endpoint(good.url)
+            yield Notified(ctx, acme, globex, *endpoints, fresh, payments, sweeper)
+        finally:
+            sweeper.close()
+
+
+def fail_for_good(notified: Notified, clock: FakeClock) -> list[str]:
+    """Sweep past the deadline: the failing endpoint's deliveries fail; return their ids."""
+    clock.advance(GIVE_UP_S + 1)
+    notified.sweeper.sweep_once(clock.now)
+    failed = [d["id"] for d in notified.acme.deliveries(notified.bad) if d["status"] == "failed"]
+    assert len(failed) == 2
+    return failed
+
+
+def delivery_row(ctx: Context, delivery_id: str) -> NotificationDelivery:
+    with ctx.read() as session:
+        found = session.get(NotificationDelivery, delivery_id)
+        assert found is not None
+        return found
+
+
+def test_endpoint_rows_show_success_rate_breaker_and_disabled_reason(
+    notified: Notified,
+) -> None:
+    rows = {r.endpoint.id: r for r in notify_admin.endpoint_rows(notified.ctx, None, None, 100)}
+    assert set(rows) == {e.id for e in (notified.good, notified.bad, notified.gone, notified.fresh)}
+    good, bad, gone, fresh = (
+        rows[e.id] for e in (notified.good, notified.bad, notified.gone, notified.fresh)
+    )
+    assert (good.merchant, good.attempted, good.delivered, good.success_rate) == ("acme", 2, 2, 1)
+    assert (bad.attempted, bad.delivered, bad.success_rate, bad.pending) == (2, 0, 0.0, 2)
+    assert bad.endpoint.failing_since is not None
+    assert (gone.merchant, gone.endpoint.status, gone.failed) == ("globex", "disabled", 1)
+    assert gone.endpoint.disabled_reason is not None and "410" in gone.endpoint.disabled_reason
+    assert (fresh.attempted, fresh.success_rate) == (0, None)
+    # No sweep in this process: no breaker to read.
+    assert {r.breaker for r in rows.values()} == {"unknown"}
+
+
+@pytest.mark.parametrize(
+    ("held", "shown"),
+    [
+        (None, "closed"),  # a sweeping process that has not called the endpoint yet
+        (BreakerState.OPEN, "open"),
+        (BreakerState.HALF_OPEN, "half_open"),
+    ],
+)
+def test_endpoint_rows_show_the_sweepers_breaker_by_endpoint(
+    notified: Notified, held: BreakerState | None, shown: str
+) -> None:
+    breakers = {notified.bad.id: held} if held is not None else {}
+    rows = {r.endpoint.id: r for r in notify_admin.endpoint_rows(notified.ctx, breakers, None, 100)}
+    assert rows[notified.bad.id].breaker == shown
+    assert rows[notified.good.id].breaker == "closed"
+    from_the_engine = notify_stats.endpoint_breakers(notified.sweeper)
+    assert from_the_engine[notified.good.id] is BreakerState.CLOSED  # it was called
+
+
+@pytest.mark.parametrize(("status", "which"), [("failing", {"bad"}), ("disabled", {"gone"})])
+def test_endpoint_rows_filter_like_the_admin_api(
+    notified: Notified, status: str, which: set[str]
+) -> None:
+    rows = notify_admin.endpoint_rows(notified.ctx, None, status, 100)
+    assert {r.endpoint.id for r in rows} == {getattr(notified, w).id for w in which}
+    with pytest.raises(ValidationFailed):
+        notify_admin.endpoint_rows(notified.ctx, None, "broken", 100)
+
+
+def test_the_overview_counts_the_notification_backlog_and_endpoints(
+    notified: Notified, clock: FakeClock
+) -> None:
+    made = clock.now
+    first = operators.overview(notified.ctx, {}).notifications
+    # The two failed attempts wait for their retry; nothing is due yet.
+    assert (first.backlog, first.deliveries["pending"]) == (0, 2)
+    assert (first.endpoints["failing"], first.endpoints["disabled"]) == (1, 1)
+    clock.advance(3600)
+    later = operators.overview(notified.ctx, {}).notifications
+    assert later.backlog == 2
+    assert later.oldest_undelivered_age_s == pytest.approx((clock.now - made).total_seconds())
+
+
+def test_operators_retry_any_merchants_failed_delivery(
+    notified: Notified, clock: FakeClock
+) -> None:
+    failed = fail_for_good(notified, clock)
+    clock.advance(60)
+    delivery, event_type, payment_id = notify_admin.retry_delivery(
+        notified.ctx, notified.bad.id, failed[0]
+    )
+    assert (delivery.status, event_type) == ("pending", "payment.succeeded")
+    assert payment_id in notified.payments
+    stored = delivery_row(notified.ctx, failed[0])
+    assert (stored.status, stored.next_attempt_at) == ("pending", clock.now)
+    assert stored.give_up_at == clock.now + timedelta(seconds=GIVE_UP_S)
+    assert delivery_row(notified.ctx, failed[1]).status == "failed"
+
+
+def test_operators_recover_an_endpoints_failed_deliveries(
+    notified: Notified, clock: FakeClock
+) -> None:
+    failed = fail_for_good(notified, clock)
+    created = delivery_row(notified.ctx, failed[0]).created_at
+    assert (
+        notify_admin.recover_deliveries(
+            notified.ctx, notified.bad.id, since=created + timedelta(days=1)
+        )
+        == 0
+    )
+    assert notify_admin.recover_deliveries(notified.ctx, notified.bad.id, since=created) == 2
+    assert {delivery_row(notified.ctx, d).status for d in failed} == {"pending"}
+    with pytest.raises(ValidationFailed):
+        notify_admin.recover_deliveries(
+            notified.ctx, notified.bad.id, since=clock.now + timedelta(seconds=1)
+        )
+
+
+@pytest.mark.parametrize(
+    ("case", "refusal"),
+    [
+        ("unknown endpoint", NotFound),
+        ("another endpoint's delivery", NotFound),
+        ("disabled endpoint", Conflict),  # the merchant's to switch back on
+    ],
+)
+def test_operator_retries_are_refused_like_the_merchants(
+    notified: Notified, case: str, refusal: type[Exception]
+) -> None:
+    [gone] = notified.globex.deliveries(notified.gone)
+    [bad_one, *_] = notified.acme.deliveries(notified.bad)
+    endpoint_id, delivery_id = {
+        "unknown endpoint": ("we_nobody", bad_one["id"]),
+        "another endpoint's delivery": (notified.good.id, bad_one["id"]),
+        "disabled endpoint": (notified.gone.id, gone["id"]),
+    }[case]
+    with pytest.raises(refusal):
+        notify_admin.retry_delivery(notified.ctx, endpoint_id, delivery_id)
+
+
+def test_a_payments_deliveries_page_with_the_cursor(notified: Notified) -> None:
+    pid = notified.payments[0]
+    first, cursor = notify_admin.deliveries(
+        notified.ctx, status=None, endpoint_id=None, payment_id=pid, limit=1, cursor=None
+    )
+    rest, end = notify_admin.deliveries(
+        notified.ctx, status=None, endpoint_id=None, payment_id=pid, limit=5, cursor=cursor
+    )
+    assert end is None
+    listed = first + rest
+    assert {d.endpoint_id for d, *_ in listed} == {notified.good.id, notified.bad.id}
+    assert {(t, p) for _, t, p, _ in listed} == {("payment.succeeded", pid)}
+
+
+def csrf_of(page: str) -> str:
+    return page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+def test_the_endpoints_page_retries_and_recovers_behind_the_csrf_token(
+    ui: FlaskClient, notified: Notified, clock: FakeClock
+) -> None:
+    failed = fail_for_good(notified, clock)
+    page = signed_in(ui).get("/admin/ui/endpoints").get_data(as_text=True)
+    for endpoint in (notified.good, notified.bad, notified.gone):
+        assert f'data-testid="endpoint-{endpoint.id}"' in page
+    assert "the endpoint answered 410 Gone" in page
+    assert all(f'data-testid="delivery-{d}"' in page for d in failed)
+    retry = f"/admin/ui/endpoints/{notified.bad.id}/deliveries/{failed[0]}/retry"
+    back = "/admin/ui/endpoints?deliveries=failed"
+    assert ui.post(retry, data={"next": back}).status_code == 400  # no CSRF token
+    assert delivery_row(notified.ctx, failed[0]).status == "failed"
+    done = ui.post(retry, data={"csrf_token": csrf_of(page), "next": back})
+    assert done.status_code == 303
+    assert done.headers["Location"].startswith(back + "&done=delivery+")
+    assert delivery_row(notified.ctx, failed[0]).status == "pending"
+    shown = ui.get(done.headers["Location"]).get_data(as_text=True)
+    assert f"Done: delivery {failed[0]} is pending and due now." in shown
+
+    recover = f"/admin/ui/endpoints/{notified.bad.id}/recover"
+    refused = ui.post(recover, data={"csrf_token": csrf_of(page), "since": "yesterday"})
+    assert refused.status_code == 400
+    assert "since: must be an RFC 3339 date-time" in refused.get_data(as_text=True)
+    since = re.search(r'name="since" required value="([^"]+)"', page)
+    assert since is not None
+    recovered = ui.post(recover, data={"csrf_token": csrf_of(page), "since": since[1]})
+    assert recovered.status_code == 303
+    assert "done=1+failed+delivery+of+" in recovered.headers["Location"]
+    assert delivery_row(notified.ctx, failed[1]).status == "pending"
+
+
+def test_the_endpoints_page_pages_failed_deliveries_with_the_apis_cursor(
+    ui: FlaskClient, notified: Notified, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = fail_for_good(notified, clock)
+    monkeypatch.setattr(admin_ui, "PAGE_SIZE", 1)
+    first = signed_in(ui).get(f"/admin/ui/endpoints?endpoint_id={notified.bad.id}")
+    text = first.get_data(as_text=True)
+    link = text.split('rel="next"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
+    second = ui.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    on_first = [d for d in failed if f"delivery-{d}" in text]
+    on_second = [d for d in failed if f"delivery-{d}" in second]
+    assert len(on_first) == len(on_second) == 1
+    assert set(on_first + on_second) == set(failed)
+    assert 'rel="next"' not in second
+
+
+def test_a_payment_page_lists_its_deliveries(ui: FlaskClient, notified: Notified) -> None:
+    pid = notified.payments[0]
+    page = signed_in(ui).get(f"/admin/ui/payments/{pid}").get_data(as_text=True)
+    section = page.split('id="deliveries-heading"', 1)[1]
+    assert section.count('data-testid="delivery-del_') == 2
+    assert "HTTP 500" in section and "payment.succeeded" in section
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/ui/endpoints?status=broken",
+        "/admin/ui/endpoints?deliveries=lost",
+        "/admin/ui/endpoints?cursor=not-ours",
+        "/admin/ui/endpoints?endpoint_id=we_%00",  # NUL: refused before PostgreSQL sees it
+        "/admin/ui/payments/pay_%00",
+        "/admin/ui/payments?q=order%00",
+    ],
+)
+def test_bad_endpoint_page_queries_are_answers_not_errors(ui: FlaskClient, path: str) -> None:
+    status = signed_in(ui).get(path).status_code
+    assert 400 <= status < 500
+
+
+@pytest.mark.parametrize(
+    ("rate", "shown"),
+    [
+        (None, "–"),  # nothing attempted yet: no rate, not 0 %
+        (0.0, "0 %"),
+        (1.0, "100 %"),
+        (0.975, "97.5 %"),
+        (0.9996, "99.9 %"),  # one failure in thousands is never rounded up to 100 %
+    ],
+)
+def test_success_rates_are_written_for_people(rate: float | None, shown: str) -> None:
+    assert admin_ui._percent(rate) == shown
