@@ -83,6 +83,7 @@ class Receiver:
         faults: EndpointFaults,
         *,
         seed: int | None = None,
+        rand: Callable[[], float] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -91,7 +92,7 @@ class Receiver:
         self.clock = clock
         self.monotonic = monotonic
         self.sleep = sleep
-        self._rand = random.Random(seed)
+        self._rand = rand or random.Random(seed).random
         self._lock = threading.Lock()
         self._webhook: Webhook | None = None
         self._started: float | None = None
@@ -130,7 +131,7 @@ class Receiver:
             return Response("signature does not verify\n", status=400)
         elapsed = None if self._started is None else self.monotonic() - self._started
         with self._lock:
-            roll = self._rand.random()
+            roll = self._rand()
         answer = self.faults.answer(elapsed, roll)
         self._record(webhook_id, arrived, answer, event)
         if answer is Answer.SLOW:

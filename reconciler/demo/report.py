@@ -69,11 +69,12 @@ def describe_endpoint(profile: Profile) -> str:
 
 
 def describe_delivery(policy: DeliveryPolicy, timeout_s: float) -> str:
-    """Describe a delivery schedule in one line: backoff, cap, timeout and give-up."""
+    """Describe a delivery schedule in one line: backoff, cap, give-up and timeout."""
+    first = f"after {duration(policy.first_delay)}" if policy.first_delay else "at once"
     return (
-        f"first attempt at once, retries {duration(policy.base_delay)} x{policy.factor:g} "
-        f"up to {duration(policy.max_delay)}, timeout {duration(timeout_s)}, "
-        f"give up after {duration(policy.give_up_after)}"
+        f"{first}, then {duration(policy.base_delay)} x{policy.factor:g} "
+        f"up to {duration(policy.max_delay)}, give up after {duration(policy.give_up_after)}; "
+        f"timeout {duration(timeout_s)}"
     )
 
 
@@ -214,9 +215,9 @@ def notifications(report: dict[str, Any], profile: Profile) -> list[str]:
     why: list[str] = []
     if profile.endpoint_outage_s > 0:
         why = textwrap.wrap(
-            "the tail is the outage: its deliveries wait out the endpoint's breaker (cooldown "
+            "the tail is the outage: the endpoint's breaker holds its deliveries (cooldown "
             f"{duration(profile.breaker_cooldown_s)}, doubling up to "
-            f"{duration(profile.breaker_max_cooldown_s)}) and come back spread by jitter",
+            f"{duration(profile.breaker_max_cooldown_s)}), then jitter spreads them out",
             WIDTH - len(INDENT),
         )
     return _labelled(
