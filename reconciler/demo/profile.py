@@ -51,6 +51,7 @@ class Profile:
     notify_max_delay_s: float = 4.0
     notify_give_up_after_s: float = 3600.0
     notify_timeout_s: float = 2.0
+    notify_max_in_flight_per_endpoint: int = 4  # production's default, stated in the report
     timeout_s: float = 120.0
 
     @property

@@ -212,13 +212,17 @@ def notifications(report: dict[str, Any], profile: Profile) -> list[str]:
         notified["answers"],
     )
     view = notified["merchant_view"]
-    why: list[str] = []
+    first = notified["first_attempt_s"]
+    why = (
+        f"waits: at most {profile.notify_max_in_flight_per_endpoint} attempts in flight per "
+        "endpoint (an answer past the timeout holds its slot for "
+        f"{duration(profile.notify_timeout_s)})"
+    )
     if profile.endpoint_outage_s > 0:
-        why = textwrap.wrap(
-            "the tail is the outage: the endpoint's breaker holds its deliveries (cooldown "
-            f"{duration(profile.breaker_cooldown_s)}, doubling up to "
-            f"{duration(profile.breaker_max_cooldown_s)}), then jitter spreads them out",
-            WIDTH - len(INDENT),
+        why += (
+            "; in the outage the breaker holds deliveries back (cooldown "
+            f"{duration(profile.breaker_cooldown_s)} doubling to "
+            f"{duration(profile.breaker_max_cooldown_s)})"
         )
     return _labelled(
         "notifications",
@@ -232,7 +236,9 @@ def notifications(report: dict[str, Any], profile: Profile) -> list[str]:
         f"{answers['rejected']} rejected",
         f"status change -> delivered: p50 {fmt(latency['p50'], ' s')}"
         f"  p99 {fmt(latency['p99'], ' s')}  max {fmt(latency['max'], ' s')}",
-        *why,
+        f"status change -> first attempt: p50 {fmt(first['p50'], ' s')}"
+        f"  p99 {fmt(first['p99'], ' s')}  max {fmt(first['max'], ' s')}",
+        *textwrap.wrap(why, WIDTH - len(INDENT)),
         f"receiver's latest event matches the final status for {view['matches']}"
         f"/{view['settled']} settled payments",
     )

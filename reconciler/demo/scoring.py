@@ -259,7 +259,8 @@ def notifications(data: Collected) -> dict[str, Any] | None:
     receiver holds no signature-valid request for it that it answered 200 in time; a
     payment whose status (or review flag) has no event of that type is lost too.
     Latency runs from the event's `created_at` (written in the status change's
-    transaction) to the receiver's first in-time 200 for it; attempts are the API's.
+    transaction) to the receiver's first in-time 200 for it, and to the first attempt
+    that reached it (whatever the answer); attempts are the API's.
     None when the run had no endpoint.
     """
     if data.deliveries is None or data.receipts is None:
@@ -268,14 +269,17 @@ def notifications(data: Collected) -> dict[str, Any] | None:
     statuses = Counter(d["status"] for d in deliveries)
     answers: Counter[str] = Counter(r["answer"] for r in data.receipts)
     first_ok: dict[str, datetime] = {}
+    first_seen: dict[str, float] = {}  # event id -> seconds from its change to any attempt
     latest: dict[str, tuple[int, str]] = {}  # payment id -> (sequence, status) seen in time
     latency: list[float] = []
     for receipt in sorted(data.receipts, key=lambda r: r["arrived_at"]):
         event_id, arrived = receipt["webhook_id"], parse_time(receipt["arrived_at"])
+        created = parse_time(receipt["created_at"])
+        if arrived is not None and created is not None and event_id not in first_seen:
+            first_seen[event_id] = (arrived - created).total_seconds()
         if receipt["answer"] != "ok" or arrived is None or event_id in first_ok:
             continue
         first_ok[event_id] = arrived
-        created = parse_time(receipt["created_at"])
         if created is not None:
             latency.append((arrived - created).total_seconds())
         payment, sequence = receipt["payment_id"], receipt["sequence"]
@@ -301,6 +305,7 @@ def notifications(data: Collected) -> dict[str, Any] | None:
         "requests": len(data.receipts),
         "answers": {a: answers[a] for a in ("ok", "503", "slow", "outage", "rejected")},
         "latency_s": summary(latency),
+        "first_attempt_s": summary(list(first_seen.values())),
         "lost": len(lost) + len(unannounced),
         "lost_ids": (lost + unannounced)[:20],
         "merchant_view": {

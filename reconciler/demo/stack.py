@@ -76,6 +76,7 @@ def child_env(
             "notify_max_delay_s": profile.notify_max_delay_s,
             "notify_give_up_after_s": profile.notify_give_up_after_s,
             "notify_timeout_s": profile.notify_timeout_s,
+            "notify_max_in_flight_per_endpoint": profile.notify_max_in_flight_per_endpoint,
             # The demo's merchant endpoint listens on loopback.
             "notify_allow_private": True,
         }

@@ -23,6 +23,7 @@ def test_the_service_reads_back_the_profile_addresses_and_secret_it_was_given() 
         notify_base_delay_s=0.25,
         notify_max_delay_s=3.0,
         notify_timeout_s=1.5,
+        notify_max_in_flight_per_endpoint=6,
     )
     env = child_env(
         profile,
@@ -46,6 +47,6 @@ def test_the_service_reads_back_the_profile_addresses_and_secret_it_was_given() 
     assert settings.gateway("simulator").webhook_secrets == ("whsec_dGVzdA==",)
     assert (settings.port, settings.workers) == (8123, 2)
     assert settings.notify.policy == profile.delivery_policy
-    assert settings.notify.timeout_s == 1.5
+    assert (settings.notify.timeout_s, settings.notify.max_in_flight_per_endpoint) == (1.5, 6)
     # The demo's merchant endpoint listens on loopback.
     assert settings.notify.allow_private is True

@@ -237,6 +237,8 @@ def test_notifications_are_scored_from_the_api_and_the_receivers_receipts() -> N
     assert scored["latency_s"]["n"] == 2
     assert scored["latency_s"]["max"] == 3.0
     assert scored["latency_s"]["p50"] == 1.625
+    # To the first attempt, whatever its answer: 0.5 s (a 503) and 0.25 s.
+    assert (scored["first_attempt_s"]["p50"], scored["first_attempt_s"]["max"]) == (0.375, 0.5)
     assert (scored["lost"], scored["lost_ids"]) == (0, [])
     assert scored["merchant_view"] == {"settled": 2, "matches": 2}
 
@@ -376,8 +378,10 @@ def test_the_notifications_section_counts_attempts_latency_and_losses() -> None:
         "attempts/delivery mean 1.50, p99 1.99, max 2 (3 attempts)",
         "endpoint answered 4 requests: 3 ok, 1 503, 0 too late, 0 in the outage, 0 rejected",
         "status change -> delivered: p50 1.62 s  p99 2.97 s  max 3.00 s",
-        "the tail is the outage: the endpoint's breaker holds its deliveries (cooldown 2 s,",
-        "doubling up to 8 s), then jitter spreads them out",
+        "status change -> first attempt: p50 0.38 s  p99 0.50 s  max 0.50 s",
+        "waits: at most 4 attempts in flight per endpoint (an answer past the timeout holds",
+        "its slot for 2 s); in the outage the breaker holds deliveries back (cooldown 2 s",
+        "doubling to 8 s)",
         "receiver's latest event matches the final status for 2/2 settled payments",
     ]
     assert _section(text, "verdict") == [
