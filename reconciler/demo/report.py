@@ -231,9 +231,9 @@ def notifications(report: dict[str, Any], profile: Profile) -> list[str]:
         f"{notified['pending']} pending; {notified['lost']} lost",
         f"attempts/delivery mean {fmt(tries['mean'])}, p99 {fmt(tries['p99'])}, "
         f"max {fmt(tries['max'])} ({notified['attempts']} attempts)",
-        f"endpoint answered {notified['requests']} requests: {answers['ok']} ok, "
-        f"{answers['503']} 503, {answers['slow']} too late, {answers['outage']} in the outage, "
-        f"{answers['rejected']} rejected",
+        f"{notified['requests']} requests: {answers['ok']} ok, {answers['503']} 503, "
+        f"{answers['slow']} too late, {answers['outage']} in the outage, "
+        f"{answers['rejected']} bad signature",
         f"status change -> delivered: p50 {fmt(latency['p50'], ' s')}"
         f"  p99 {fmt(latency['p99'], ' s')}  max {fmt(latency['max'], ' s')}",
         f"status change -> first attempt: p50 {fmt(first['p50'], ' s')}"

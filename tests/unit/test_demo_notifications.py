@@ -376,7 +376,7 @@ def test_the_notifications_section_counts_attempts_latency_and_losses() -> None:
     assert _section(text, "notifications") == [
         "notifications   2 events, 2 deliveries: 2 delivered, 0 failed, 0 pending; 0 lost",
         "attempts/delivery mean 1.50, p99 1.99, max 2 (3 attempts)",
-        "endpoint answered 4 requests: 3 ok, 1 503, 0 too late, 0 in the outage, 0 rejected",
+        "4 requests: 3 ok, 1 503, 0 too late, 0 in the outage, 0 bad signature",
         "status change -> delivered: p50 1.62 s  p99 2.97 s  max 3.00 s",
         "status change -> first attempt: p50 0.38 s  p99 0.50 s  max 0.50 s",
         "waits: at most 4 attempts in flight per endpoint (an answer past the timeout holds",
