@@ -194,7 +194,8 @@ def conclude(
 ) -> int:
     """Print the report (text, then JSON if asked), draw the plot and return the exit code.
 
-    A missing plot extra is said, not failed: the exit code speaks of the payments only.
+    A missing plot extra is said, not failed: the exit code speaks of the payments and
+    notifications only.
     """
     print(render(report, profile, report["elapsed_s"]))
     if args.plot:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -97,7 +97,6 @@ class Receiver:
         self._webhook: Webhook | None = None
         self._started: float | None = None
         self._receipts: list[dict[str, Any]] = []
-        self.outage: dict[str, Any] | None = None  # the window in wall-clock time, once begun
 
     def arm(self, secret: str) -> None:
         """Verify deliveries with the endpoint's secret from now on."""
@@ -106,10 +105,6 @@ class Receiver:
     def begin(self) -> None:
         """Start the fault script's clock: the traffic starts now."""
         self._started = self.monotonic()
-        if self.faults.outage_s > 0:
-            start = self.clock() + timedelta(seconds=self.faults.outage_at_s)
-            end = start + timedelta(seconds=self.faults.outage_s)
-            self.outage = {"start": _iso(start), "end": _iso(end)}
 
     def receipts(self) -> list[dict[str, Any]]:
         """Return a copy of every request received so far, in arrival order."""
