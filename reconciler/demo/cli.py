@@ -16,7 +16,14 @@ from reconciler.demo.progress import Progress
 from reconciler.demo.report import render
 from reconciler.demo.scoring import Collected, collect, exit_code, score
 from reconciler.demo.stack import Stack, cleanup_on_sigterm, run_stack
-from reconciler.demo.traffic import OutageTimer, create_payments, wait_settled
+from reconciler.demo.traffic import (
+    Endpoint,
+    OutageTimer,
+    create_payments,
+    merchant_endpoint,
+    wait_delivered,
+    wait_settled,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +49,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--base-delay", type=float, default=d.base_delay_s, help="service: first backoff delay, s")
     add("--max-delay", type=float, default=d.max_delay_s, help="service: backoff cap, s")
+    add(
+        "--no-notifications",
+        action="store_true",
+        help="register no merchant endpoint (no outbound notifications)",
+    )
+    add("--endpoint-503", type=float, default=d.endpoint_p_503, help="P(endpoint answers 503)")
+    add(
+        "--endpoint-slow",
+        type=float,
+        default=d.endpoint_p_slow,
+        help="P(endpoint answers after the delivery timeout)",
+    )
+    add(
+        "--endpoint-outage-at",
+        type=float,
+        default=d.endpoint_outage_at_s,
+        help="endpoint outage start, s after traffic",
+    )
+    add(
+        "--endpoint-outage",
+        type=float,
+        default=d.endpoint_outage_s,
+        help="endpoint outage length in s; 0 for none",
+    )
     add("--timeout", type=float, default=d.timeout_s, help="give up waiting after this many s")
     add(
         "--plot",
@@ -70,20 +101,32 @@ def profile_from(args: argparse.Namespace) -> Profile:
         first_delay_s=args.first_delay,
         base_delay_s=args.base_delay,
         max_delay_s=max(args.max_delay, args.base_delay),
+        notifications=not args.no_notifications,
+        endpoint_p_503=args.endpoint_503,
+        endpoint_p_slow=args.endpoint_slow,
+        endpoint_outage_at_s=args.endpoint_outage_at,
+        endpoint_outage_s=args.endpoint_outage,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; exit 1 if any payment is wrong, 3 if some never settled."""
+    """Run the demo; exit 1 if a payment is wrong or a notification lost, 3 if unsettled."""
     cleanup_on_sigterm()
     profile = profile_from(args)
     if profile.payments < 1:
         print("demo: --payments must be at least 1", file=sys.stderr)
         return 2
+    shares = (profile.endpoint_p_503, profile.endpoint_p_slow)
+    if min(shares) < 0 or sum(shares) > 1:
+        print(
+            "demo: --endpoint-503 and --endpoint-slow are shares summing to 1 at most",
+            file=sys.stderr,
+        )
+        return 2
     print("starting the gateway simulator and the service on loopback...", file=sys.stderr)
     try:
-        with run_stack(profile) as stack:
-            return _drive(stack, profile, args)
+        with run_stack(profile) as stack, merchant_endpoint(stack, profile) as endpoint:
+            return _drive(stack, profile, args, endpoint)
     except RuntimeError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
@@ -92,14 +135,19 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _drive(stack: Stack, profile: Profile, args: argparse.Namespace) -> int:
+def _drive(
+    stack: Stack, profile: Profile, args: argparse.Namespace, endpoint: Endpoint | None
+) -> int:
+    hooks = f", merchant endpoint {endpoint.url}" if endpoint else ""
     print(
-        f"simulator {stack.simulator_url}, service {stack.service_url}; "
+        f"simulator {stack.simulator_url}, service {stack.service_url}{hooks}; "
         f"creating {profile.payments} payments",
         file=sys.stderr,
     )
     t0 = datetime.now(UTC)
     started = time.monotonic()
+    if endpoint is not None:
+        endpoint.receiver.begin()
     outage: OutageTimer | None = None
     if profile.outage_s > 0:
         outage = OutageTimer(stack, profile.outage_at_s, profile.outage_s)
@@ -119,10 +167,18 @@ def _drive(stack: Stack, profile: Profile, args: argparse.Namespace) -> int:
     finally:
         if outage is not None:
             outage.cancel()
-    elapsed = time.monotonic() - started
     if not settled:
         print(f"timed out after {profile.timeout_s:g} s; scoring what settled", file=sys.stderr)
-    data = collect(stack)
+    elif endpoint is not None and not wait_delivered(
+        stack, endpoint, started + profile.timeout_s, started
+    ):
+        print(f"timed out after {profile.timeout_s:g} s; deliveries pending", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    data = collect(
+        stack,
+        endpoint_id=endpoint.id if endpoint else None,
+        receipts=endpoint.receiver.receipts if endpoint else None,
+    )
     report = score(data, outage.state if outage else None)
     report["elapsed_s"] = round(elapsed, 3)
     report["profile"] = asdict(profile)
@@ -138,7 +194,8 @@ def conclude(
 ) -> int:
     """Print the report (text, then JSON if asked), draw the plot and return the exit code.
 
-    A missing plot extra is said, not failed: the exit code speaks of the payments only.
+    A missing plot extra is said, not failed: the exit code speaks of the payments and
+    notifications only.
     """
     print(render(report, profile, report["elapsed_s"]))
     if args.plot:

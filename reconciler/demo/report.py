@@ -10,10 +10,13 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from reconciler.config import Settings
 from reconciler.demo.profile import Profile
+from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
 PRODUCTION = PollPolicy()  # the service's defaults, for comparison with the demo's policy
+PRODUCTION_NOTIFY = Settings().notify  # likewise for deliveries to merchants
 INDENT = " " * 18
 WIDTH = 100
 
@@ -52,6 +55,29 @@ def describe_faults(profile: Profile) -> str:
     return faults
 
 
+def describe_endpoint(profile: Profile) -> str:
+    """Describe the merchant endpoint's faults in one line."""
+    faults = (
+        f"endpoint {profile.endpoint_p_503:.0%} 503, {profile.endpoint_p_slow:.0%} answered "
+        f"after {duration(profile.slow_answer_s)} (timeout {duration(profile.notify_timeout_s)})"
+    )
+    if profile.endpoint_outage_s > 0:
+        faults += (
+            f"; {duration(profile.endpoint_outage_s)} outage at +{profile.endpoint_outage_at_s:g} s"
+        )
+    return faults
+
+
+def describe_delivery(policy: DeliveryPolicy, timeout_s: float) -> str:
+    """Describe a delivery schedule in one line: backoff, cap, give-up and timeout."""
+    first = f"after {duration(policy.first_delay)}" if policy.first_delay else "at once"
+    return (
+        f"{first}, then {duration(policy.base_delay)} x{policy.factor:g} "
+        f"up to {duration(policy.max_delay)}, give up after {duration(policy.give_up_after)}; "
+        f"timeout {duration(timeout_s)}"
+    )
+
+
 def describe_policy(policy: PollPolicy) -> str:
     """Describe a poll policy in one line: first delay, backoff, cap and give-up."""
     return (
@@ -75,7 +101,9 @@ def _labelled(label: str, first: str, *more: str) -> list[str]:
 
 
 def faults(report: dict[str, Any], profile: Profile) -> list[str]:
-    return _labelled("faults", describe_faults(profile))
+    if not profile.notifications:
+        return _labelled("faults", describe_faults(profile))
+    return _labelled("faults", describe_faults(profile), describe_endpoint(profile))
 
 
 def policy(report: dict[str, Any], profile: Profile) -> list[str]:
@@ -83,6 +111,16 @@ def policy(report: dict[str, Any], profile: Profile) -> list[str]:
         "policy",
         describe_policy(profile.policy),
         f"production: {describe_policy(PRODUCTION)}",
+    )
+
+
+def notify_policy(report: dict[str, Any], profile: Profile) -> list[str]:
+    if not profile.notifications:
+        return []
+    return _labelled(
+        "notify policy",
+        describe_delivery(profile.delivery_policy, profile.notify_timeout_s),
+        "production: " + describe_delivery(PRODUCTION_NOTIFY.policy, PRODUCTION_NOTIFY.timeout_s),
     )
 
 
@@ -164,26 +202,83 @@ def webhooks(report: dict[str, Any], profile: Profile) -> list[str]:
     ]
 
 
-def verdict(report: dict[str, Any], profile: Profile) -> list[str]:
-    if report["wrong"]:
-        text = f"FAIL: {report['wrong']} payment(s) disagree with the gateway: " + ", ".join(
-            report["wrong_ids"]
+def notifications(report: dict[str, Any], profile: Profile) -> list[str]:
+    notified = report.get("notifications")
+    if not notified:
+        return _labelled("notifications", "none: no merchant endpoint in this run")
+    tries, latency, answers = (
+        notified["attempts_per_delivery"],
+        notified["latency_s"],
+        notified["answers"],
+    )
+    view = notified["merchant_view"]
+    first = notified["first_attempt_s"]
+    why = (
+        f"waits: at most {profile.notify_max_in_flight_per_endpoint} attempts in flight per "
+        "endpoint (an answer past the timeout holds its slot for "
+        f"{duration(profile.notify_timeout_s)})"
+    )
+    if profile.endpoint_outage_s > 0:
+        why += (
+            "; in the outage the breaker holds deliveries back (cooldown "
+            f"{duration(profile.breaker_cooldown_s)} doubling to "
+            f"{duration(profile.breaker_max_cooldown_s)})"
         )
-    else:
-        text = "OK: every settled payment matches the gateway's ground truth"
+    return _labelled(
+        "notifications",
+        f"{notified['events']} events, {notified['deliveries']} deliveries: "
+        f"{notified['delivered']} delivered, {notified['failed']} failed, "
+        f"{notified['pending']} pending; {notified['lost']} lost",
+        f"attempts/delivery mean {fmt(tries['mean'])}, p99 {fmt(tries['p99'])}, "
+        f"max {fmt(tries['max'])} ({notified['attempts']} attempts)",
+        f"{notified['requests']} requests: {answers['ok']} ok, {answers['503']} 503, "
+        f"{answers['slow']} too late, {answers['outage']} in the outage, "
+        f"{answers['rejected']} bad signature",
+        f"status change -> delivered: p50 {fmt(latency['p50'], ' s')}"
+        f"  p99 {fmt(latency['p99'], ' s')}  max {fmt(latency['max'], ' s')}",
+        f"status change -> first attempt: p50 {fmt(first['p50'], ' s')}"
+        f"  p99 {fmt(first['p99'], ' s')}  max {fmt(first['max'], ' s')}",
+        *textwrap.wrap(why, WIDTH - len(INDENT)),
+        f"receiver's latest event matches the final status for {view['matches']}"
+        f"/{view['settled']} settled payments",
+    )
+
+
+def verdict(report: dict[str, Any], profile: Profile) -> list[str]:
+    notified = report.get("notifications")
+    lost = notified["lost"] if notified else 0
+    lines = []
+    if report["wrong"]:
+        lines.append(
+            f"FAIL: {report['wrong']} payment(s) disagree with the gateway: "
+            + ", ".join(report["wrong_ids"])
+        )
+    if lost:
+        assert notified is not None
+        lines.append(f"FAIL: {lost} notification(s) lost: " + ", ".join(notified["lost_ids"]))
+    if not report["wrong"]:
+        text = "every settled payment matches the gateway's ground truth"
         if report["not_settled"]:
             text += f" ({report['not_settled']} still pending at the timeout)"
-    return _labelled("verdict", text)
+        lines.append(text if lines else f"OK: {text}")
+    if notified and not lost:
+        text = "every status change reached the endpoint, signature verified: 0 lost"
+        if notified["pending"]:
+            text += f" ({notified['pending']} deliveries still pending at the timeout)"
+        lines.append(text)
+    return _labelled("verdict", *lines)
 
 
 SECTIONS: tuple[Section, ...] = (
     faults,
     policy,
+    notify_policy,
     payments,
     gateway_calls,
     polls,
     staleness,
     outage,
     webhooks,
+    notifications,
     verdict,
 )

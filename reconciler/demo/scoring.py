@@ -1,9 +1,11 @@
 """Score a run against the simulator's ground truth, one report section per topic.
 
-A payment whose terminal status differs from the gateway's is *wrong*. `score` builds the
-report from section scorers (payments, gateway calls, polls, staleness, outage, webhooks),
-each reading `Collected` and returning its part; a new topic is one more scorer here and
-one more renderer in `report.py`.
+A payment whose terminal status differs from the gateway's is *wrong*, and so is a
+merchant notification *lost*: an event the service recorded that did not reach the demo's
+endpoint with a valid signature, or a settled payment with no event at all. `score` builds
+the report from section scorers (payments, gateway calls, polls, staleness, outage,
+webhooks, notifications), each reading `Collected` and returning its part; a new topic is
+one more scorer here and one more renderer in `report.py`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,18 +63,35 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
 
 @dataclass
 class Collected:
-    """Everything the scoring reads: our view, the gateway's truth, calls and webhooks."""
+    """Everything the scoring reads: our view, the gateway's truth, calls and webhooks.
+
+    With a merchant endpoint, also its deliveries as the API lists them and the requests
+    its receiver recorded (`receiver.Receiver.receipts`); None when the run had none.
+    """
 
     ours: list[dict[str, Any]]
     truth: dict[str, Any]
     calls: dict[str, Any]
     webhooks: dict[str, Any]
     timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    deliveries: list[dict[str, Any]] | None = None
+    receipts: list[dict[str, Any]] | None = None
 
 
-def collect(stack: Stack, *, timelines: bool = True) -> Collected:
-    """Read both sides' final state (and every payment's timeline, in parallel)."""
+def collect(
+    stack: Stack,
+    *,
+    timelines: bool = True,
+    endpoint_id: str | None = None,
+    receipts: Callable[[], list[dict[str, Any]]] | None = None,
+) -> Collected:
+    """Read both sides' final state (and every payment's timeline, in parallel).
+
+    With `endpoint_id`, the endpoint's deliveries are read too, and then the receiver's
+    `receipts`: in that order, so a delivery the API calls delivered was received before.
+    """
     ours = stack.payments()
+    deliveries = stack.deliveries(endpoint_id) if endpoint_id else None
     events: dict[str, list[dict[str, Any]]] = {}
     if timelines:
         local = threading.local()
@@ -94,11 +113,13 @@ def collect(stack: Stack, *, timelines: bool = True) -> Collected:
         calls=stack.sim("calls"),
         webhooks=stack.sim("webhooks"),
         timelines=events,
+        deliveries=deliveries,
+        receipts=receipts() if deliveries is not None and receipts else None,
     )
 
 
 def score(data: Collected, outage: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score a run: convergence, wrong payments, calls, staleness, outage, duplicates."""
+    """Score a run: convergence, wrong payments, calls, staleness, outage, notifications."""
     tally = _tally(data)
     fetches = sum(sum(v) for v in tally.polls.values())
     return {
@@ -114,15 +135,21 @@ def score(data: Collected, outage: dict[str, Any] | None = None) -> dict[str, An
         | {k: summary(v) for k, v in tally.stale.items()},
         "outage": _outage(data, outage),
         "webhooks": _webhooks(data),
+        "notifications": notifications(data),
         "staleness_samples": tally.stale,
     }
 
 
 def exit_code(report: dict[str, Any]) -> int:
-    """Return 0 for a right run, 1 if any payment is wrong, 3 if some never settled."""
-    if report["wrong"]:
+    """Return 0 for a right run, 1 if a payment is wrong or a notification lost, 3 if unsettled.
+
+    A delivery still pending when the demo stopped waiting counts like an unsettled
+    payment (the run timed out), not as lost.
+    """
+    notified = report.get("notifications") or {}
+    if report["wrong"] or notified.get("lost"):
         return WRONG
-    if report["not_settled"] or report["not_created_at_gateway"]:
+    if report["not_settled"] or report["not_created_at_gateway"] or notified.get("pending"):
         return UNSETTLED
     return OK
 
@@ -223,3 +250,77 @@ def _webhooks(data: Collected) -> dict[str, Any]:
         "duplicates_recorded": duplicate_receipts,
         "applied_twice": sum(1 for n in applied_per_event.values() if n > 1),
     }
+
+
+def notifications(data: Collected) -> dict[str, Any] | None:
+    """Score the merchant endpoint's deliveries against what its receiver verified.
+
+    An event is *lost* when its delivery failed, or the API calls it delivered while the
+    receiver holds no signature-valid request for it that it answered 200 in time; a
+    payment whose status (or review flag) has no event of that type is lost too.
+    Latency runs from the event's `created_at` (written in the status change's
+    transaction) to the receiver's first in-time 200 for it, and to the first attempt
+    that reached it (whatever the answer); attempts are the API's.
+    None when the run had no endpoint.
+    """
+    if data.deliveries is None or data.receipts is None:
+        return None
+    deliveries = data.deliveries
+    statuses = Counter(d["status"] for d in deliveries)
+    answers: Counter[str] = Counter(r["answer"] for r in data.receipts)
+    first_ok: dict[str, datetime] = {}
+    first_seen: dict[str, float] = {}  # event id -> seconds from its change to any attempt
+    latest: dict[str, tuple[int, str]] = {}  # payment id -> (sequence, status) seen in time
+    latency: list[float] = []
+    for receipt in sorted(data.receipts, key=lambda r: r["arrived_at"]):
+        event_id, arrived = receipt["webhook_id"], parse_time(receipt["arrived_at"])
+        created = parse_time(receipt["created_at"])
+        if arrived is not None and created is not None and event_id not in first_seen:
+            first_seen[event_id] = (arrived - created).total_seconds()
+        if receipt["answer"] != "ok" or arrived is None or event_id in first_ok:
+            continue
+        first_ok[event_id] = arrived
+        if created is not None:
+            latency.append((arrived - created).total_seconds())
+        payment, sequence = receipt["payment_id"], receipt["sequence"]
+        if isinstance(sequence, int) and sequence > latest.get(payment, (0, ""))[0]:
+            latest[payment] = (sequence, receipt["payment_status"])
+    lost = sorted(
+        d["event_id"]
+        for d in deliveries
+        if d["status"] == "failed" or (d["status"] == "delivered" and d["event_id"] not in first_ok)
+    )
+    announced = {(d["payment_id"], d["event_type"]) for d in deliveries}
+    unannounced = [p["id"] for p in data.ours if not _expected_events(p) <= announced]
+    settled = [p for p in data.ours if p["status"] in TERMINAL]
+    attempts: list[int] = [d["attempts"] for d in deliveries]
+    return {
+        "events": len({d["event_id"] for d in deliveries}),
+        "deliveries": len(deliveries),
+        "delivered": statuses["delivered"],
+        "failed": statuses["failed"],
+        "pending": statuses["pending"],
+        "attempts": sum(attempts),
+        "attempts_per_delivery": summary(attempts),
+        "requests": len(data.receipts),
+        "answers": {a: answers[a] for a in ("ok", "503", "slow", "outage", "rejected")},
+        "latency_s": summary(latency),
+        "first_attempt_s": summary(list(first_seen.values())),
+        "lost": len(lost) + len(unannounced),
+        "lost_ids": (lost + unannounced)[:20],
+        "merchant_view": {
+            "settled": len(settled),
+            "matches": sum(1 for p in settled if latest.get(p["id"], (0, ""))[1] == p["status"]),
+        },
+    }
+
+
+def _expected_events(payment: dict[str, Any]) -> set[tuple[str, str]]:
+    """Name the events a payment's current state must have been announced with."""
+    expected = set()
+    if payment["status"] in TERMINAL:
+        expected.add((payment["id"], f"payment.{payment['status']}"))
+    state = (payment.get("sync") or {}).get("state")
+    if state in ("needs_review", "gave_up"):
+        expected.add((payment["id"], f"payment.{state}"))
+    return expected

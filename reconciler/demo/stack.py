@@ -57,8 +57,9 @@ def child_env(
 
     `base` (this process's environment by default) is kept without its `RECONCILER_*`
     variables, so the caller's own settings do not leak into a throw-away stack; then come
-    the profile's poll policy, sweep and breaker settings, the addresses and the secret
-    given, and `extra` (variables by name) last.
+    the profile's poll and delivery policies, sweep and breaker settings (and loopback
+    endpoints allowed), the addresses and the secret given, and `extra` (variables by
+    name) last.
     """
     changes: dict[str, Any] = {}
     if profile is not None:
@@ -70,6 +71,14 @@ def child_env(
             "read_timeout_s": profile.gateway_timeout_s,
             "create_timeout_s": profile.gateway_timeout_s,
             "log_level": "WARNING",
+            "notify_base_delay_s": profile.notify_base_delay_s,
+            "notify_factor": profile.notify_factor,
+            "notify_max_delay_s": profile.notify_max_delay_s,
+            "notify_give_up_after_s": profile.notify_give_up_after_s,
+            "notify_timeout_s": profile.notify_timeout_s,
+            "notify_max_in_flight_per_endpoint": profile.notify_max_in_flight_per_endpoint,
+            # The demo's merchant endpoint listens on loopback.
+            "notify_allow_private": True,
         }
     if database_url is not None:
         changes["database_url"] = database_url
@@ -160,14 +169,34 @@ class Stack:
 
     def payments(self) -> list[dict[str, Any]]:
         """Return every payment of the merchant, through the API (pages of 100)."""
+        return self._pages("/v1/payments", {})
+
+    def add_endpoint(self, url: str) -> dict[str, Any]:
+        """Register a webhook endpoint for every event type; return it, with its secret."""
+        response = self.http.post(
+            f"{self.service_url}/v1/webhook_endpoints",
+            json={"url": url, "description": "reconciler demo"},
+            headers=self.headers,
+            timeout=30,
+        )
+        response.raise_for_status()
+        endpoint: dict[str, Any] = response.json()
+        return endpoint
+
+    def deliveries(self, endpoint_id: str, status: str = "") -> list[dict[str, Any]]:
+        """Return an endpoint's deliveries (all, or those with one status), pages of 100."""
+        path = f"/v1/webhook_endpoints/{endpoint_id}/deliveries"
+        return self._pages(path, {"status": status} if status else {})
+
+    def _pages(self, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, str | int] = {"limit": 100}
+            params: dict[str, str | int] = {**query, "limit": 100}
             if cursor:
                 params["cursor"] = cursor
             response = self.http.get(
-                f"{self.service_url}/v1/payments", params=params, headers=self.headers, timeout=30
+                f"{self.service_url}{path}", params=params, headers=self.headers, timeout=30
             )
             response.raise_for_status()
             body = response.json()

@@ -1,15 +1,24 @@
-"""The demo's traffic: payments created through the API, a wait until they settle, an outage."""
+"""The demo's traffic: payments created through the API, a wait until they settle, an outage.
+
+With notifications on, a merchant endpoint (the demo's receiver) is registered first, and
+the demo waits for its deliveries after the payments have settled.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 
+from reconciler.demo.profile import Profile
 from reconciler.demo.progress import Progress
+from reconciler.demo.receiver import EndpointFaults, Receiver, run_receiver
 from reconciler.demo.stack import Stack
 
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -102,3 +111,64 @@ class OutageTimer:
         )
         self._end_timer.daemon = True
         self._end_timer.start()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The merchant endpoint the demo registered, and the receiver behind it."""
+
+    id: str
+    url: str
+    receiver: Receiver
+
+
+@contextmanager
+def merchant_endpoint(stack: Stack, profile: Profile) -> Iterator[Endpoint | None]:
+    """Serve a receiver with the profile's faults and register it for every event type.
+
+    Yields None when the profile has notifications off.
+    """
+    if not profile.notifications:
+        yield None
+        return
+    receiver = Receiver(EndpointFaults.of(profile), seed=profile.seed)
+    with run_receiver(receiver) as url:
+        try:
+            endpoint = stack.add_endpoint(url)
+        except requests.RequestException as exc:
+            raise RuntimeError(f"registering the merchant endpoint failed: {exc}") from None
+        receiver.arm(endpoint["secret"])
+        yield Endpoint(endpoint["id"], url, receiver)
+
+
+def wait_delivered(
+    stack: Stack, endpoint: Endpoint, deadline: float, started: float, show: bool = True
+) -> bool:
+    """Wait until none of the endpoint's deliveries is pending (True) or the deadline passes.
+
+    With `show`, a progress line counts the deliveries done (those there when it began).
+    """
+    progress: Progress | None = None
+    try:
+        while True:
+            try:
+                deliveries = stack.deliveries(endpoint.id)
+            except requests.RequestException:
+                deliveries = []
+            pending = sum(1 for d in deliveries if d["status"] == "pending")
+            if show and progress is None and deliveries:
+                progress = Progress(len(deliveries))
+            if progress is not None:
+                elapsed = time.monotonic() - started
+                progress.update(
+                    len(deliveries) - pending,
+                    f"notified  {elapsed:5.1f} s  {pending} deliveries pending",
+                )
+            if deliveries and not pending:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+    finally:
+        if progress is not None:
+            progress.close()

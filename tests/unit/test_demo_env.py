@@ -15,7 +15,16 @@ def test_the_callers_own_settings_do_not_leak_into_a_child() -> None:
 
 
 def test_the_service_reads_back_the_profile_addresses_and_secret_it_was_given() -> None:
-    profile = Profile(first_delay_s=3.0, base_delay_s=0.5, max_delay_s=6.0, give_up_after_s=90)
+    profile = Profile(
+        first_delay_s=3.0,
+        base_delay_s=0.5,
+        max_delay_s=6.0,
+        give_up_after_s=90,
+        notify_base_delay_s=0.25,
+        notify_max_delay_s=3.0,
+        notify_timeout_s=1.5,
+        notify_max_in_flight_per_endpoint=6,
+    )
     env = child_env(
         profile,
         database_url="sqlite:////tmp/demo.db",
@@ -37,3 +46,7 @@ def test_the_service_reads_back_the_profile_addresses_and_secret_it_was_given() 
     assert settings.gateway("simulator").api_base == "http://127.0.0.1:9999"
     assert settings.gateway("simulator").webhook_secrets == ("whsec_dGVzdA==",)
     assert (settings.port, settings.workers) == (8123, 2)
+    assert settings.notify.policy == profile.delivery_policy
+    assert (settings.notify.timeout_s, settings.notify.max_in_flight_per_endpoint) == (1.5, 6)
+    # The demo's merchant endpoint listens on loopback.
+    assert settings.notify.allow_private is True
