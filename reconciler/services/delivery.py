@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from reconciler.adapters import repository
+from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import WebhookEndpoint
 from reconciler.adapters.notify.sender import Sender, new_sender
 from reconciler.domain.delivery import (
@@ -195,6 +195,7 @@ class Deliveries:
             # The endpoint is busy, not failing: the row keeps its turn, past the deadline
             # too (the attempt then decides; a failure after the deadline is final).
             delivery.next_attempt_at = until
+            wakeups.note_due(session, until)
             return
         if now >= delivery.give_up_at:
             # Held at its deadline by an open breaker: capping the hold at the deadline
@@ -214,6 +215,7 @@ class Deliveries:
             )
             return
         delivery.next_attempt_at = min(until, delivery.give_up_at)
+        wakeups.note_due(session, delivery.next_attempt_at)
         delivery.last_error = f"endpoint {why}"
 
     def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:

@@ -139,7 +139,7 @@ class EngineConfig:
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 30.0
     breaker_max_cooldown_s: float = 600.0
-    defer_s: float = 2.0  # how far a row over its target's in-flight cap is pushed back
+    defer_s: float = 0.25  # how far a row over its target's in-flight cap is pushed back
 
 
 class _Slot(Generic[RowT]):

@@ -191,6 +191,7 @@ def store_attempt(
     delivery.delivered_at = update.delivered_at
     delivery.lease_owner = None
     delivery.lease_expires_at = None
+    wakeups.note_due(session, update.next_attempt_at)
     if update.disable_endpoint is not None:
         disable_endpoint(session, delivery.endpoint_id, reason=update.disable_endpoint, now=now)
 
