@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from werkzeug.exceptions import NotFound, Unauthorized
 
-from reconciler.bootstrap import Context
+from reconciler.entrypoints.merchant_auth import ctx
 from reconciler.entrypoints.routing import Routes
 from reconciler.entrypoints.schemas import (
     AdminFilter,
@@ -23,19 +23,10 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 routes = Routes(bp, security="admin", not_found="No such payment")
 
 
-def ctx() -> Context:
-    """Return the app's context."""
-    context: Context = current_app.extensions["reconciler"]
-    return context
-
-
-_ctx = ctx
-
-
 @bp.before_request
 def authenticate_admin() -> None:
     """Refuse a request without the admin token (404 while admin endpoints are off)."""
-    token = _ctx().settings.admin_token
+    token = ctx().settings.admin_token
     if not token:
         raise NotFound("admin endpoints are off (set RECONCILER_ADMIN_TOKEN)")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -49,7 +40,7 @@ def authenticate_admin() -> None:
 def list_payments(query: AdminFilter) -> PaymentPage:
     """List every merchant's payments, newest first, optionally in one sync state."""
     page, cursor = admin.list_by_sync_state(
-        _ctx(), query.sync_state or None, query.limit, query.cursor or None
+        ctx(), query.sync_state or None, query.limit, query.cursor or None
     )
     return PaymentPage(data=[Payment.model_validate(p) for p in page], next_cursor=cursor)
 
@@ -57,20 +48,20 @@ def list_payments(query: AdminFilter) -> PaymentPage:
 @routes.get("/payments/<payment_id>", ok={200: Payment})
 def show(payment_id: str) -> Payment:
     """Show any merchant's payment."""
-    return Payment.model_validate(admin.show(_ctx(), payment_id))
+    return Payment.model_validate(admin.show(ctx(), payment_id))
 
 
 @routes.post("/payments/<payment_id>/refresh", ok={202: Payment})
 def refresh(payment_id: str) -> tuple[Payment, int]:
     """Poll the payment as soon as possible (reviving it if polling gave up)."""
-    return Payment.model_validate(admin.refresh(_ctx(), payment_id)), 202
+    return Payment.model_validate(admin.refresh(ctx(), payment_id)), 202
 
 
 @routes.post("/payments/<payment_id>/report", body=StatusReport, ok={200: ReportOutcome})
 def report(payment_id: str, body: StatusReport) -> ReportOutcome:
     """Apply an operator's status report through the usual rules."""
     payment, decision = admin.report_status(
-        _ctx(), payment_id, body.status, body.gateway_status, body.note
+        ctx(), payment_id, body.status, body.gateway_status, body.note
     )
     return ReportOutcome(outcome=decision.outcome, payment=Payment.model_validate(payment))
 
@@ -78,4 +69,4 @@ def report(payment_id: str, body: StatusReport) -> ReportOutcome:
 @routes.post("/payments/<payment_id>/resolve", body=Resolution, ok={200: Payment})
 def resolve(payment_id: str, body: Resolution) -> Payment:
     """Clear the payment's review flag."""
-    return Payment.model_validate(admin.resolve_review(_ctx(), payment_id, body.note))
+    return Payment.model_validate(admin.resolve_review(ctx(), payment_id, body.note))

@@ -9,7 +9,8 @@ from pydantic import Field
 
 from reconciler.domain.delivery import DeliveryStatus
 from reconciler.domain.notify import EventType
-from reconciler.entrypoints.admin import authenticate_admin, ctx
+from reconciler.entrypoints.admin import authenticate_admin
+from reconciler.entrypoints.merchant_auth import ctx
 from reconciler.entrypoints.routing import Routes
 from reconciler.entrypoints.schemas import Shape, Timestamp, one_of
 from reconciler.services import notify_admin

@@ -29,14 +29,14 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.exceptions import BadRequest, Forbidden, NotFound
 from werkzeug.wrappers import Response
 
-from reconciler.bootstrap import Context
 from reconciler.domain.breaker import BreakerState, CircuitBreaker
 from reconciler.domain.delivery import DeliveryStatus
 from reconciler.domain.status import Status
+from reconciler.domain.times import rfc3339
 from reconciler.entrypoints.endpoint_schemas import RecoverRequest
+from reconciler.entrypoints.merchant_auth import ctx
 from reconciler.entrypoints.problems import SERVICE_ERRORS
 from reconciler.entrypoints.schemas import ResourceId
-from reconciler.entrypoints.serialize import rfc3339
 from reconciler.services import admin, notify_admin, notify_stats, operators
 from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError, ValidationFailed
@@ -81,11 +81,6 @@ NAV = [
 _RESOURCE_ID: TypeAdapter[str] = TypeAdapter(ResourceId)
 
 
-def _ctx() -> Context:
-    context: Context = current_app.extensions["reconciler"]
-    return context
-
-
 def sweeper_breakers() -> Mapping[str, CircuitBreaker]:
     """Return this process's sweeper breakers by gateway (empty when it runs no sweep)."""
     metrics = current_app.extensions.get("reconciler.metrics")
@@ -121,7 +116,7 @@ def _serializer(token: str) -> URLSafeTimedSerializer:
         key,
         salt="reconciler.admin_ui.session",
         signer=_ClockSigner,
-        signer_kwargs={"clock": _ctx().clock},
+        signer_kwargs={"clock": ctx().clock},
     )
 
 
@@ -151,7 +146,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.before_request
 def _guard() -> Response | None:
-    token = _ctx().settings.admin_token
+    token = ctx().settings.admin_token
     if not token:
         raise NotFound("the operator's page is off (set RECONCILER_ADMIN_TOKEN)")
     if request.endpoint in PUBLIC:
@@ -210,7 +205,7 @@ def _page(template: str, **values: Any) -> str:
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> Response | tuple[str, int]:
     """Show the sign-in form; on a good token, set the session cookie."""
-    token = _ctx().settings.admin_token or ""
+    token = ctx().settings.admin_token or ""
     target = _safe_next(request.values.get("next"))
     if request.method == "GET":
         return _page("sign_in.html", next=target, error=None), 200
@@ -244,7 +239,7 @@ def sign_out() -> Response:
 @bp.get("/")
 def overview() -> str:
     """Show the backlog, the hour's polls and webhooks, and each gateway's breaker."""
-    view = operators.overview(_ctx(), sweeper_breakers())
+    view = operators.overview(ctx(), sweeper_breakers())
     return _page("overview.html", view=view, chart=chart(view.minutes), refresh_s=REFRESH_S)
 
 
@@ -253,7 +248,7 @@ def review() -> str:
     """List payments that need a human, oldest first."""
     state = request.args.get("state") or None
     page, cursor = operators.needs_a_human(
-        _ctx(), state, PAGE_SIZE, request.args.get("cursor") or None
+        ctx(), state, PAGE_SIZE, request.args.get("cursor") or None
     )
     return _page(
         "review.html",
@@ -271,7 +266,7 @@ def find() -> Response | tuple[str, int]:
     term = request.args.get("q")
     if term is None:
         return _page("find.html", term="", matches=None), 200
-    matches = operators.find(_ctx(), term)
+    matches = operators.find(ctx(), term)
     if len(matches) == 1:
         return redirect(url_for(".payment", payment_id=matches[0].id), 303)
     return _page("find.html", term=term, matches=matches), 200 if matches else 404
@@ -280,9 +275,9 @@ def find() -> Response | tuple[str, int]:
 @bp.get("/payments/<payment_id>")
 def payment(payment_id: str) -> str:
     """Show one payment: its resource, its whole timeline and its deliveries."""
-    found, events = operators.timeline(_ctx(), _checked_id("payment", payment_id))
+    found, events = operators.timeline(ctx(), _checked_id("payment", payment_id))
     deliveries, cursor = notify_admin.deliveries(
-        _ctx(),
+        ctx(),
         status=None,
         endpoint_id=None,
         payment_id=found.id,
@@ -317,9 +312,9 @@ def endpoints() -> str:
     shown = request.args.get("deliveries") or DeliveryStatus.FAILED.value
     if endpoint_id is not None:
         _checked_id("endpoint", endpoint_id)
-    rows = notify_admin.endpoint_rows(_ctx(), endpoint_breakers(), status, ENDPOINTS_SHOWN)
+    rows = notify_admin.endpoint_rows(ctx(), endpoint_breakers(), status, ENDPOINTS_SHOWN)
     deliveries, cursor = notify_admin.deliveries(
-        _ctx(),
+        ctx(),
         status=shown,
         endpoint_id=endpoint_id,
         limit=PAGE_SIZE,
@@ -377,7 +372,7 @@ def _checked_id(name: str, value: str) -> str:
 @bp.post("/payments/<payment_id>/refresh")
 def refresh(payment_id: str) -> Response:
     """Poll the payment as soon as possible (reviving it if polling gave up)."""
-    admin.refresh(_ctx(), _checked_id("payment", payment_id))
+    admin.refresh(ctx(), _checked_id("payment", payment_id))
     return _back(url_for(".payment", payment_id=payment_id), "refreshed")
 
 
@@ -389,7 +384,7 @@ def report(payment_id: str) -> Response:
     if gateway_status is not None and len(gateway_status) > 64:
         raise ValidationFailed("gateway status must be at most 64 characters")
     _, decision = admin.report_status(
-        _ctx(), _checked_id("payment", payment_id), status, gateway_status, _note()
+        ctx(), _checked_id("payment", payment_id), status, gateway_status, _note()
     )
     return _back(url_for(".payment", payment_id=payment_id), f"reported: {decision.outcome.value}")
 
@@ -397,7 +392,7 @@ def report(payment_id: str) -> Response:
 @bp.post("/payments/<payment_id>/resolve")
 def resolve(payment_id: str) -> Response:
     """Clear the payment's review flag."""
-    admin.resolve_review(_ctx(), _checked_id("payment", payment_id), _note())
+    admin.resolve_review(ctx(), _checked_id("payment", payment_id), _note())
     return _back(url_for(".payment", payment_id=payment_id), "resolved")
 
 
@@ -405,7 +400,7 @@ def resolve(payment_id: str) -> Response:
 def retry(endpoint_id: str, delivery_id: str) -> Response:
     """Attempt a delivery again now (reviving a failed one), as its merchant's retry does."""
     delivery, _, _ = notify_admin.retry_delivery(
-        _ctx(), _checked_id("endpoint", endpoint_id), _checked_id("delivery", delivery_id)
+        ctx(), _checked_id("endpoint", endpoint_id), _checked_id("delivery", delivery_id)
     )
     return _back(
         url_for(".endpoints", endpoint_id=endpoint_id),
@@ -421,7 +416,7 @@ def recover(endpoint_id: str) -> Response:
     except ValidationError as exc:
         raise ValidationFailed(f"since: {exc.errors()[0]['msg']}") from None
     count = notify_admin.recover_deliveries(
-        _ctx(), _checked_id("endpoint", endpoint_id), since=since
+        ctx(), _checked_id("endpoint", endpoint_id), since=since
     )
     return _back(
         url_for(".endpoints", endpoint_id=endpoint_id),
@@ -520,4 +515,4 @@ def _when(at: datetime | None) -> str:
 def _age(when: datetime | None) -> str:
     if when is None:
         return "–"
-    return _duration((_ctx().clock() - when.astimezone(UTC)).total_seconds())
+    return _duration((ctx().clock() - when.astimezone(UTC)).total_seconds())

@@ -1,4 +1,4 @@
-"""Who is asking: the merchant whose API key a `/v1` request presents."""
+"""Who is asking: the merchant whose API key a `/v1` request presents; the app's context."""
 
 from __future__ import annotations
 

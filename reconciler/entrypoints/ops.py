@@ -6,8 +6,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from reconciler.bootstrap import Context
+from reconciler.domain.times import rfc3339
 from reconciler.entrypoints.openapi import spec
-from reconciler.entrypoints.serialize import rfc3339
 from reconciler.services import health
 
 bp = Blueprint("ops", __name__)

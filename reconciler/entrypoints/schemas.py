@@ -37,7 +37,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from reconciler.config import GATEWAYS
 from reconciler.domain.currencies import ISO_4217
 from reconciler.domain.status import Outcome, Source, Status, SyncState
-from reconciler.entrypoints.serialize import rfc3339
+from reconciler.domain.times import rfc3339
 from reconciler.services.payments import MAX_LIST_LIMIT
 
 MAX_AMOUNT = 10**15  # exact in a double, so `49900.0`-style amounts stay exact too

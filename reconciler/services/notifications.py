@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -33,17 +33,13 @@ from reconciler.domain.delivery import (
     give_up_deadline,
 )
 from reconciler.domain.notify import events_for_change
+from reconciler.domain.times import rfc3339
 
 log = logging.getLogger(__name__)
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def timestamp(value: datetime) -> str:
-    """Format an aware datetime as the API does: RFC 3339 UTC, milliseconds, a `Z`."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def record_payment_event(
@@ -72,7 +68,7 @@ def record_payment_event(
         payload={
             "id": event_id,
             "type": event_type,
-            "created_at": timestamp(now),
+            "created_at": rfc3339(now),
             "sequence": payment.notification_sequence,
             "data": resource,
         },

@@ -15,6 +15,7 @@ from reconciler.adapters.gateways.base import (
     MalformedWebhook,
     WebhookEvent,
 )
+from reconciler.adapters.gateways.http import case_insensitive
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
 from reconciler.services.context import Context
@@ -52,7 +53,7 @@ def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: byte
         raise NotFound(f"gateway {gateway_name!r} {known}")
     now = ctx.clock()
     try:
-        event = gateway.parse_webhook(headers, body, now)
+        event = gateway.parse_webhook(case_insensitive(headers), body, now)
     except InvalidSignature as exc:
         raise SignatureRejected(str(exc) or "signature verification failed") from None
     except MalformedWebhook as exc:

@@ -84,7 +84,14 @@ def json_body(response: requests.Response) -> dict[str, Any]:
 
 def header(headers: Headers, name: str) -> str | None:
     """Read a header whatever its case (Flask's headers are; a plain dict in a test is not)."""
-    lookup: CaseInsensitiveDict[str] = CaseInsensitiveDict(
+    if isinstance(headers, CaseInsensitiveDict):
+        found: str | None = headers.get(name)
+        return found
+    return case_insensitive(headers).get(name)
+
+
+def case_insensitive(headers: Headers) -> CaseInsensitiveDict[str]:
+    """Copy headers once into a case-insensitive mapping (each lookup then costs nothing)."""
+    return CaseInsensitiveDict(
         {key: headers[key] for key in headers.keys()}  # noqa: SIM118 (Flask iterates pairs)
     )
-    return lookup.get(name)
