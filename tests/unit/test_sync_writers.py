@@ -43,7 +43,7 @@ def _writes(tree: ast.AST) -> list[tuple[int, str]]:
 
 # Rows of other tables that happen to have a column of the same name (a delivery's own
 # `last_error` and `last_delay_s`, kept by `domain.delivery`).
-OTHER_ROWS = {"delivery", "deliveries", "endpoint"}
+OTHER_ROWS = {"delivery", "deliveries", "deliveries_table", "endpoint"}
 
 
 def _another_table(value: ast.expr) -> bool:
