@@ -14,9 +14,7 @@ from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.http import new_session
 from reconciler.config import Settings
 from reconciler.domain.policy import Random
-from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.context import Context, utc_now
-from reconciler.services.notifications import PaymentOutbox
 
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
@@ -74,5 +72,5 @@ def bootstrap(
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
-        outbox=PaymentOutbox(render=payment_resource, policy=settings.notify.policy),
+        notify=settings.notify.policy,
     )

@@ -4,6 +4,18 @@ One module per table (or per reader, for the operators' overviews); callers keep
 `repository.claim_due(...)`, so this module gathers the names.
 """
 
+from reconciler.adapters.repository.changes import (
+    SNAPSHOT,
+    Stored,
+    append_timeline,
+    insert_deliveries_for,
+    insert_events,
+    lock_gateway_payment,
+    lock_snapshot,
+    lock_snapshot_by_gateway_id,
+    snapshot_of,
+    store_changes,
+)
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
     delivery_for_update,
@@ -90,9 +102,12 @@ __all__ = [
     "OperatorDelivery",
     "PAYMENT_POLLS",
     "Queue",
+    "SNAPSHOT",
+    "Stored",
     "all_deliveries",
     "all_merchants",
     "any_payment",
+    "append_timeline",
     "claim_due",
     "count_by_status",
     "count_by_sync_state",
@@ -121,10 +136,15 @@ __all__ = [
     "event_payment_id",
     "events_per_minute",
     "halt_pending_deliveries",
+    "insert_deliveries_for",
+    "insert_events",
     "insert_inbox",
     "last_poll_failures",
     "last_sweep_at",
     "list_payments",
+    "lock_gateway_payment",
+    "lock_snapshot",
+    "lock_snapshot_by_gateway_id",
     "mark_inbox_applied",
     "merchant_by_key_hash",
     "merchant_endpoint",
@@ -146,4 +166,6 @@ __all__ = [
     "record_heartbeat",
     "release_lease",
     "revive_failed_deliveries",
+    "snapshot_of",
+    "store_changes",
 ]
