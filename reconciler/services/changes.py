@@ -72,6 +72,11 @@ def write_to_row(
         _record_events(session, events, notify, inserted=True)
 
 
+def append_entry(session: Session, payment_id: str, entry: Entry) -> None:
+    """Put one row on a payment's timeline that changes nothing (a duplicate, a lost answer)."""
+    repository.append_timeline(session, [_timeline_row(payment_id, entry)])
+
+
 def snapshot_of_row(payment: Payment) -> Snapshot:
     """Read an ORM row as a snapshot."""
     return repository.snapshot_of({name: getattr(payment, name) for name in SNAPSHOT_NAMES})

@@ -13,6 +13,7 @@ from reconciler.adapters.repository.changes import (
     lock_gateway_payment,
     lock_snapshot,
     lock_snapshot_by_gateway_id,
+    payment_status,
     snapshot_of,
     store_changes,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "payment_by_reference",
     "payment_events",
     "payment_for_update",
+    "payment_status",
     "payments_matching",
     "payments_needing_a_human",
     "ping",

@@ -77,11 +77,23 @@ def snapshot_of(row: Any) -> Snapshot:
     return Snapshot(**{name: mapping[name] for name in SNAPSHOT_COLUMNS})
 
 
-def lock_snapshot(session: Session, payment_id: str) -> Snapshot | None:
-    """Read a payment and lock its row until the transaction ends (SQLite: the write lock)."""
+def lock_snapshot(
+    session: Session, payment_id: str, *, owner: str | None = None
+) -> Snapshot | None:
+    """Read a payment and lock its row until the transaction ends (SQLite: the write lock).
+
+    With `owner`, only while that sweeper still holds the row's lease.
+    """
     stmt = select(*SNAPSHOT).where(payments_table.c.id == payment_id)
+    if owner is not None:
+        stmt = stmt.where(payments_table.c.lease_owner == owner)
     row = session.execute(_locked(session, stmt)).first()
     return snapshot_of(row) if row is not None else None
+
+
+def payment_status(session: Session, payment_id: str) -> str | None:
+    """The payment's status, or None when there is no such payment."""
+    return session.scalar(select(payments_table.c.status).where(payments_table.c.id == payment_id))
 
 
 def lock_snapshot_by_gateway_id(
