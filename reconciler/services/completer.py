@@ -33,7 +33,8 @@ class _Pending:
     done: Done[Any, Any]
     stored: bool | None = None
     error: BaseException | None = None
-    finished: bool = field(default=False)
+    lead: bool = False  # woken to write the queue, not because its row was written
+    woken: threading.Event = field(default_factory=threading.Event)
 
 
 class Completer:
@@ -44,31 +45,39 @@ class Completer:
         self.owner = owner
         self._queue: list[_Pending] = []
         self._writing = False
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self.transactions = 0  # for tests and benchmarks: commits made
         self.rows = 0  # rows stored (or found lost) in them
 
     def complete(self, kind: BatchKind[Any, Any], done: Done[Any, Any]) -> bool:
         """Store one ended row (in some batch); say whether its lease was still held."""
         pending = _Pending(kind, done)
-        with self._cond:
+        with self._lock:
             self._queue.append(pending)
-            while not pending.finished:
-                if self._writing:
-                    self._cond.wait()
-                    continue
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._writing = True
-                self._cond.release()
-                try:
-                    self._store(batch)
-                finally:
-                    self._cond.acquire()
-                    self._writing = False
-                    self._cond.notify_all()
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            pending.woken.wait()
+        if not pending.woken.is_set() or pending.lead:
+            self._lead()
         if pending.error is not None:
             raise pending.error
         return bool(pending.stored)
+
+    def _lead(self) -> None:
+        """Write what is queued as one batch, then hand the writing on (or stop)."""
+        with self._lock:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._store(batch)
+        for pending in batch:
+            pending.woken.set()
+        with self._lock:
+            if self._queue:
+                heir = self._queue[0]
+                heir.lead = True
+                heir.woken.set()  # it writes the next batch, its own row in it
+            else:
+                self._writing = False
 
     def _store(self, batch: Sequence[_Pending]) -> None:
         try:
@@ -76,7 +85,6 @@ class Completer:
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].error = exc
-                batch[0].finished = True
                 return
             log.warning("a batch of results failed; storing them one by one", exc_info=True)
             for pending in batch:
@@ -95,4 +103,3 @@ class Completer:
         self.rows += len(batch)
         for pending, stored in results:
             pending.stored = stored
-            pending.finished = True

@@ -30,8 +30,8 @@ from typing import Any, Generic, cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters import repository
+from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
-from reconciler.domain.policy import Random
 from reconciler.services.completer import Completer
 from reconciler.services.work import (
     BatchKind,
@@ -162,12 +162,17 @@ class Engine:
         return report
 
     def tick(
-        self, now: datetime | None = None, *, whole_batch: bool = False
+        self,
+        now: datetime | None = None,
+        *,
+        whole_batch: bool = False,
+        kinds: Collection[str] | None = None,
     ) -> tuple[TickReport, list[Future[None]]]:
         """Claim due rows up to the free slots and start their calls; do not wait.
 
         `now` pins the clock for every read of this tick (tests move it); by default
-        each result is stored at the time it arrives. `whole_batch` claims a whole batch
+        each result is stored at the time it arrives. `kinds` names the kinds known to
+        have rows due (None: all of them). `whole_batch` claims a whole batch
         whatever the free slots (the calls queue for the pool; a call that could no
         longer finish inside its lease is skipped).
         """
@@ -179,6 +184,8 @@ class Engine:
             lease_until = at + timedelta(seconds=self.config.lease_s)
             futures: list[Future[None]] = []
             for kind in self.kinds:
+                if kinds is not None and kind.name not in kinds:
+                    continue
                 # Rows deferred behind a busy target took no slot: claim again for the
                 # slots they left, so a slow target's backlog (due first, deferred on
                 # every claim) cannot keep other targets' rows waiting for the next tick.
@@ -247,7 +254,7 @@ class Engine:
         if over_cap:
             # Its target is busy: let the rows of other targets go first.
             report.deferred += 1
-            delay = self.config.defer_s * (0.5 + 0.5 * self.rand())
+            delay = jittered(self.config.defer_s, self.rand)
             until = clock() + timedelta(seconds=delay)
             self._hold(kind, row, until, TARGET_BUSY, clock(), report, counted=False)
             return []

@@ -140,19 +140,17 @@ class Stored:
 def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """Write each change's row if it is still as read (and still leased); say which were.
 
-    PostgreSQL takes the whole batch in one `UPDATE … FROM (VALUES …)`; SQLite, already
-    holding the write lock, runs the compiled statement once per row.
+    One row is the compiled UPDATE; a batch is one `UPDATE … FROM` a VALUES list of the
+    new values and the checks (SQLite 3.33 and PostgreSQL alike).
     """
     if not items:
         return []
-    if dialect(session) == "postgresql" and len(items) > 1:
-        return _store_many_postgres(session, items)
-    done: list[bool] = []
-    for item in items:
-        params = _params(item)
+    if len(items) == 1:
+        item = items[0]
         stmt = _STORE_LEASED if item.owner is not None else _STORE
-        done.append(session.execute(stmt, params).first() is not None)
-    return done
+        return [session.execute(stmt, _params(item)).first() is not None]
+    stored = {row[0] for row in session.execute(*_store_many(session, items))}
+    return [item.change.before.id in stored for item in items]
 
 
 def _params(item: Stored) -> dict[str, Any]:
@@ -165,61 +163,66 @@ def _params(item: Stored) -> dict[str, Any]:
     return params
 
 
-def _store_many_postgres(session: Session, items: Sequence[Stored]) -> list[bool]:
-    """One UPDATE for a batch: the new values joined in as a VALUES list, checks included."""
-    names = ("k_id", "k_version", "k_owner", *(f"v_{name}" for name in MUTABLE_COLUMNS))
-    types = {
-        "k_id": "text",
-        "k_version": "integer",
-        "k_owner": "text",
-        **{f"v_{name}": _pg_type(name) for name in MUTABLE_COLUMNS},
-    }
+_KEYS = ("k_id", "k_version", "k_owner")
+_NAMES = (*_KEYS, *(f"v_{name}" for name in MUTABLE_COLUMNS))
+_TYPES = {
+    "k_id": payments_table.c.id.type,
+    "k_version": payments_table.c.version.type,
+    "k_owner": payments_table.c.lease_owner.type,
+    **{f"v_{name}": payments_table.c[name].type for name in MUTABLE_COLUMNS},
+}
+# PostgreSQL types a VALUES list from its first row: say each column's type.
+_PG_CASTS = {
+    "k_id": "text",
+    "k_version": "integer",
+    "k_owner": "text",
+    "v_poll_attempts": "integer",
+    "v_poll_failures": "integer",
+    "v_notification_sequence": "integer",
+    "v_last_delay_s": "double precision",
+    **{
+        f"v_{name}": "timestamptz"
+        for name in (
+            "updated_at",
+            "settled_at",
+            "last_event_at",
+            "next_poll_at",
+            "last_polled_at",
+            "give_up_at",
+        )
+    },
+}
+
+
+def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[str, Any]]:
+    postgres = dialect(session) == "postgresql"
     rows: list[str] = []
     params: dict[str, Any] = {}
+    binds = []
     for index, item in enumerate(items):
         values = _params(item)
         values.setdefault("k_owner", None)
         cells = []
-        for name in names:
+        for name in _NAMES:
             key = f"p{index}_{name}"
-            params[key] = _bindable(values[name])
-            cells.append(f"CAST(:{key} AS {types[name]})")
+            params[key] = values[name]
+            binds.append(bindparam(key, type_=_TYPES[name]))
+            cast_to = _PG_CASTS.get(name, "text") if postgres else None
+            cells.append(f"CAST(:{key} AS {cast_to})" if cast_to else f":{key}")
         rows.append("(" + ", ".join(cells) + ")")
     assignments = ", ".join(f"{name} = v.v_{name}" for name in MUTABLE_COLUMNS)
     lease = (
-        "lease_owner = CASE WHEN v.k_owner IS NULL THEN p.lease_owner ELSE NULL END, "
-        "lease_expires_at = CASE WHEN v.k_owner IS NULL THEN p.lease_expires_at ELSE NULL END"
+        "lease_owner = CASE WHEN v.k_owner IS NULL THEN payments.lease_owner ELSE NULL END, "
+        "lease_expires_at = CASE WHEN v.k_owner IS NULL "
+        "THEN payments.lease_expires_at ELSE NULL END"
     )
     sql = (
-        f"UPDATE payments AS p SET {assignments}, {lease}, version = p.version + 1 "
-        f"FROM (VALUES {', '.join(rows)}) AS v ({', '.join(names)}) "
-        "WHERE p.id = v.k_id AND p.version = v.k_version "
-        "AND (v.k_owner IS NULL OR p.lease_owner = v.k_owner) RETURNING p.id"
+        f"WITH v ({', '.join(_NAMES)}) AS (VALUES {', '.join(rows)}) "
+        f"UPDATE payments SET {assignments}, {lease}, version = payments.version + 1 FROM v "
+        "WHERE payments.id = v.k_id AND payments.version = v.k_version "
+        "AND (v.k_owner IS NULL OR payments.lease_owner = v.k_owner) RETURNING payments.id"
     )
-    stored = {row[0] for row in session.execute(text(sql), params)}
-    return [item.change.before.id in stored for item in items]
-
-
-_PG_TYPES = {
-    "updated_at": "timestamptz",
-    "settled_at": "timestamptz",
-    "last_event_at": "timestamptz",
-    "next_poll_at": "timestamptz",
-    "last_polled_at": "timestamptz",
-    "give_up_at": "timestamptz",
-    "poll_attempts": "integer",
-    "poll_failures": "integer",
-    "notification_sequence": "integer",
-    "last_delay_s": "double precision",
-}
-
-
-def _pg_type(name: str) -> str:
-    return _PG_TYPES.get(name, "text")
-
-
-def _bindable(value: Any) -> Any:
-    return value.value if hasattr(value, "value") and not isinstance(value, datetime) else value
+    return text(sql).bindparams(*binds), params
 
 
 def append_timeline(session: Session, rows: Sequence[dict[str, Any]]) -> None:
