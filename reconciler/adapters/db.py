@@ -46,6 +46,11 @@ def reset_wait(token: Any) -> None:
     _wait_s.reset(token)
 
 
+def current_wait() -> float:
+    """How long a transaction begun now in this context may wait for locks."""
+    return _wait_s.get()
+
+
 class DatabaseFileChanged(sqlite3.OperationalError):
     """The SQLite file this process opened was deleted or replaced under it."""
 

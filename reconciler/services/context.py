@@ -15,6 +15,7 @@ from reconciler.adapters.gateways.base import Gateway
 from reconciler.config import Settings
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.completer import GroupCommit
 from reconciler.services.schedule import Scheduling
 
 Clock = Callable[[], datetime]
@@ -37,6 +38,17 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
+    # Group commit for the engine's results, and on SQLite for webhooks too (one writer).
+    writer: GroupCommit | None = None
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = GroupCommit(self.sessions)
+
+    @property
+    def single_writer(self) -> bool:
+        """Whether the database takes one writer at a time (SQLite): writes share commits."""
+        return self.engine.dialect.name == "sqlite"
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     delete,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -31,17 +30,6 @@ def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
     # No conflict target: either unique key, (gateway, event id) or (gateway, body hash).
     stmt = insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.id)
     return session.execute(stmt, values).scalar_one_or_none()
-
-
-def mark_inbox_applied(
-    session: Session, entry_id: int, *, payment_id: str, outcome: str, now: datetime
-) -> None:
-    """Record which payment a stored webhook was applied to, and how."""
-    session.execute(
-        update(inbox_table)
-        .where(inbox_table.c.id == entry_id)
-        .values(payment_id=payment_id, outcome=outcome, processed_at=now)
-    )
 
 
 def orphan_webhooks(
