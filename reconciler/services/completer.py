@@ -55,7 +55,17 @@ class _Pending(Generic[ItemT, ResultT]):
     result: Any = None
     error: BaseException | None = None
     lead: bool = False  # woken to write the queue, not because its write was stored
-    woken: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    # Held until the caller may go on: a bare lock is the cheapest wake-up there is.
+    gate: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.gate.acquire()
+
+    def wake(self) -> None:
+        if not self.done:
+            self.done = True
+            self.gate.release()
 
 
 class GroupCommit:
@@ -77,8 +87,8 @@ class GroupCommit:
             lead = not self._writing
             self._writing = True
         if not lead:
-            pending.woken.wait()
-        if not pending.woken.is_set() or pending.lead:
+            pending.gate.acquire()  # released by the writer of its batch, or to lead
+        if lead or pending.lead:
             self._lead()
         if pending.error is not None:
             raise pending.error
@@ -94,12 +104,12 @@ class GroupCommit:
         finally:
             db.reset_wait(token)
             for pending in taken:
-                pending.woken.set()
+                pending.wake()
             with self._lock:
                 if self._queue:
                     heir = self._queue[0]
                     heir.lead = True
-                    heir.woken.set()  # it writes the next batch, its own write in it
+                    heir.wake()  # it writes the next batch, its own write in it
                 else:
                     self._writing = False
 

@@ -77,18 +77,26 @@ def snapshot_of(row: Any) -> Snapshot:
     return Snapshot(**{name: mapping[name] for name in SNAPSHOT_COLUMNS})
 
 
+_BY_ID = select(*SNAPSHOT).where(payments_table.c.id == bindparam("id"))
+_BY_ID_LEASED = _BY_ID.where(payments_table.c.lease_owner == bindparam("owner"))
+_BY_GATEWAY_ID = select(*SNAPSHOT).where(
+    payments_table.c.gateway == bindparam("gateway"),
+    payments_table.c.gateway_payment_id == bindparam("gateway_payment_id"),
+)
+# PostgreSQL locks the row it reads; SQLite's writer holds the database lock already.
+_LOCKED = {id(stmt): stmt.with_for_update() for stmt in (_BY_ID, _BY_ID_LEASED, _BY_GATEWAY_ID)}
+
+
 def lock_snapshot(
     session: Session, payment_id: str, *, owner: str | None = None
 ) -> Snapshot | None:
-    """Read a payment and lock its row until the transaction ends (SQLite: the write lock).
+    """Read a payment and lock its row until the transaction ends.
 
     With `owner`, only while that sweeper still holds the row's lease.
     """
-    stmt = select(*SNAPSHOT).where(payments_table.c.id == payment_id)
-    if owner is not None:
-        stmt = stmt.where(payments_table.c.lease_owner == owner)
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    if owner is None:
+        return _read_locked(session, _BY_ID, {"id": payment_id})
+    return _read_locked(session, _BY_ID_LEASED, {"id": payment_id, "owner": owner})
 
 
 def payment_status(session: Session, payment_id: str) -> str | None:
@@ -100,16 +108,15 @@ def lock_snapshot_by_gateway_id(
     session: Session, gateway: str, gateway_payment_id: str
 ) -> Snapshot | None:
     """Read the payment a gateway id names, locking its row until the transaction ends."""
-    stmt = select(*SNAPSHOT).where(
-        payments_table.c.gateway == gateway,
-        payments_table.c.gateway_payment_id == gateway_payment_id,
-    )
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    params = {"gateway": gateway, "gateway_payment_id": gateway_payment_id}
+    return _read_locked(session, _BY_GATEWAY_ID, params)
 
 
-def _locked(session: Session, stmt: Any) -> Any:
-    return stmt.with_for_update() if dialect(session) == "postgresql" else stmt
+def _read_locked(session: Session, stmt: Any, params: dict[str, Any]) -> Snapshot | None:
+    if dialect(session) == "postgresql":
+        stmt = _LOCKED[id(stmt)]
+    row = session.connection().execute(stmt, params).first()
+    return Snapshot(*row) if row is not None else None
 
 
 def lock_gateway_payment(session: Session, gateway: str, gateway_payment_id: str) -> None:
@@ -148,8 +155,8 @@ def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     if len(items) == 1:
         item = items[0]
         stmt = _STORE_LEASED if item.owner is not None else _STORE
-        return [session.execute(stmt, _params(item)).first() is not None]
-    stored = {row[0] for row in session.execute(*_store_many(session, items))}
+        return [session.connection().execute(stmt, _params(item)).first() is not None]
+    stored = {row[0] for row in session.connection().execute(*_store_many(session, items))}
     return [item.change.before.id in stored for item in items]
 
 
@@ -225,16 +232,20 @@ def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[st
     return text(sql).bindparams(*binds), params
 
 
+_TIMELINE = insert(timeline_table)
+_EVENTS = insert(events_table)
+
+
 def append_timeline(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append timeline rows (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(timeline_table), list(rows))
+        session.connection().execute(_TIMELINE, list(rows))
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert notification events (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(events_table), list(rows))
+        session.connection().execute(_EVENTS, list(rows))
 
 
 def insert_deliveries_for(
