@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reconciler.adapters.gateways.base import Gateway
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.key_cache import KeyCache
 from reconciler.services.schedule import Outbox, Scheduling
 
 Clock = Callable[[], datetime]
@@ -36,6 +37,7 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
     outbox: Outbox | None = None  # merchant notifications; None: nobody is told
+    keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""
