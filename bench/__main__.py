@@ -16,6 +16,7 @@ from typing import Any
 from bench import (
     deliveries,
     economy,
+    gateway_http,
     ingestion,
     lateness,
     polls,
@@ -35,6 +36,7 @@ BENCHES = {
     "lateness": lateness,
     "scale": scale,
     "deliveries": deliveries,
+    "gateway-http": gateway_http,
     # Profiles run only when asked for by name (--only), not in a plain `make bench`.
     "profile-poll": profiles.POLL,
     "profile-webhook": profiles.WEBHOOK,
