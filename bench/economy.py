@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from bench.common import ratio, say
 from bench.cpu import cpu_seconds
 from reconciler.adapters.gateways.base import CreateRequest, GatewayError
 from reconciler.adapters.gateways.simulator import SimulatorGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import GatewayConfig
 from reconciler.demo.profile import Profile
 from reconciler.demo.scoring import collect, parse_time, score, summary
@@ -96,9 +95,7 @@ def _naive_run(payments: int) -> dict[str, Any]:
 
 
 def _naive(stack: Stack, payments: int) -> dict[str, Any]:
-    http = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=32)
-    http.mount("http://", adapter)
+    http = HttpClient(pool_size=32)
     gateway = SimulatorGateway(
         GatewayConfig("simulator", api_base=stack.simulator_url),
         session=http,

@@ -24,8 +24,8 @@ import requests
 import urllib3
 
 from bench.common import ratio, say
-from reconciler.adapters.gateways.http import new_session
 from reconciler.adapters.gateways.simulator import SimulatorGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.bootstrap import build_gateways
 from reconciler.config import Settings
 from reconciler.demo.stack import stop_process
@@ -63,7 +63,7 @@ def run(quick: bool) -> dict[str, Any]:
     process, url = _gateway()
     try:
         settings = Settings(simulator_url=url)
-        gateway = build_gateways(settings, new_session(THREADS))["simulator"]
+        gateway = build_gateways(settings, HttpClient(THREADS))["simulator"]
         assert isinstance(gateway, SimulatorGateway)
         session = requests.Session()
         pool = urllib3.PoolManager(maxsize=THREADS)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import requests
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.services.key_cache import KeyCache
@@ -35,7 +35,7 @@ class Context:
     readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
-    http: requests.Session | None = None
+    http: HttpClient | None = None
     outbox: Outbox | None = None  # merchant notifications; None: nobody is told
     keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
 
