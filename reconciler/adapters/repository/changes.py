@@ -9,6 +9,7 @@ matching endpoints, so a merchant without endpoints costs no query to find that 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,17 +148,27 @@ class Stored:
 def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """Write each change's row if it is still as read (and still leased); say which were.
 
-    One row is the compiled UPDATE; a batch is one `UPDATE … FROM` a VALUES list of the
-    new values and the checks (SQLite 3.33 and PostgreSQL alike).
+    On PostgreSQL a batch is one `UPDATE … FROM` a VALUES list of the new values and the
+    checks (one round trip); SQLite, in-process, runs the one compiled UPDATE per row.
     """
     if not items:
         return []
-    if len(items) == 1:
-        item = items[0]
-        stmt = _STORE_LEASED if item.owner is not None else _STORE
-        return [session.connection().execute(stmt, _params(item)).first() is not None]
-    stored = {row[0] for row in session.connection().execute(*_store_many(session, items))}
-    return [item.change.before.id in stored for item in items]
+    connection = session.connection()
+    if len(items) > 1 and dialect(session) == "postgresql":
+        params = {
+            f"p{index}_{name}": value
+            for index, item in enumerate(items)
+            for name, value in _keyed(item).items()
+        }
+        stored = {row[0] for row in connection.execute(_batch_statement(len(items)), params)}
+        return [item.change.before.id in stored for item in items]
+    return [
+        connection.execute(
+            _STORE_LEASED if item.owner is not None else _STORE, _params(item)
+        ).first()
+        is not None
+        for item in items
+    ]
 
 
 def _params(item: Stored) -> dict[str, Any]:
@@ -201,21 +212,23 @@ _PG_CASTS = {
 }
 
 
-def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[str, Any]]:
-    postgres = dialect(session) == "postgresql"
+def _keyed(item: Stored) -> dict[str, Any]:
+    values = _params(item)
+    values.setdefault("k_owner", None)
+    return values
+
+
+@functools.lru_cache(maxsize=256)
+def _batch_statement(size: int) -> Any:
+    """The UPDATE for a batch of `size` rows, built once per size (its compiled form cached)."""
     rows: list[str] = []
-    params: dict[str, Any] = {}
     binds = []
-    for index, item in enumerate(items):
-        values = _params(item)
-        values.setdefault("k_owner", None)
+    for index in range(size):
         cells = []
         for name in _NAMES:
             key = f"p{index}_{name}"
-            params[key] = values[name]
             binds.append(bindparam(key, type_=_TYPES[name]))
-            cast_to = _PG_CASTS.get(name, "text") if postgres else None
-            cells.append(f"CAST(:{key} AS {cast_to})" if cast_to else f":{key}")
+            cells.append(f"CAST(:{key} AS {_PG_CASTS.get(name, 'text')})")
         rows.append("(" + ", ".join(cells) + ")")
     assignments = ", ".join(f"{name} = v.v_{name}" for name in MUTABLE_COLUMNS)
     lease = (
@@ -229,7 +242,7 @@ def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[st
         "WHERE payments.id = v.k_id AND payments.version = v.k_version "
         "AND (v.k_owner IS NULL OR payments.lease_owner = v.k_owner) RETURNING payments.id"
     )
-    return text(sql).bindparams(*binds), params
+    return text(sql).bindparams(*binds)
 
 
 _TIMELINE = insert(timeline_table)
