@@ -40,17 +40,12 @@ class Context:
     http: HttpClient | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
     keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
-    # Group commit for the engine's results, and on SQLite for webhooks too (one writer).
+    # Group commit: the engine's results and webhooks share commits (one writer at a time).
     writer: GroupCommit | None = None
 
     def __post_init__(self) -> None:
         if self.writer is None:
             self.writer = GroupCommit(self.sessions)
-
-    @property
-    def single_writer(self) -> bool:
-        """Whether the database takes one writer at a time (SQLite): writes share commits."""
-        return self.engine.dialect.name == "sqlite"
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""
