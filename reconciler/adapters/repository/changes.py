@@ -163,7 +163,10 @@ def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
         stored = {row[0] for row in connection.execute(_batch_statement(len(items)), params)}
         return [item.change.before.id in stored for item in items]
     return [
-        connection.execute(
+        # A change that moves nothing and releases no lease writes nothing: the caller
+        # holds the row's lock, so the row is as read (a repeated report costs no UPDATE).
+        (item.owner is None and not item.change.moved)
+        or connection.execute(
             _STORE_LEASED if item.owner is not None else _STORE, _params(item)
         ).first()
         is not None
