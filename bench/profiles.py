@@ -50,7 +50,7 @@ SECRET = deliveries.SECRET
 
 
 @dataclass(frozen=True)
-class Profile:
+class ProfileCommand:
     """One profile command, shaped like a benchmark module (`run`, `render`)."""
 
     what: str
@@ -191,6 +191,6 @@ def _delivery(quick: bool, around: Callable[[], Any]) -> dict[str, Any]:
     return {"events": result["deliveries"], "cpu_ms_per_event": result["cpu_ms_per_delivery"]}
 
 
-POLL = Profile("poll", _poll)
-WEBHOOK = Profile("webhook", _webhook)
-DELIVERY = Profile("delivery", _delivery)
+POLL = ProfileCommand("poll", _poll)
+WEBHOOK = ProfileCommand("webhook", _webhook)
+DELIVERY = ProfileCommand("delivery", _delivery)
