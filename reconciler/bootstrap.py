@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import requests
@@ -59,6 +59,7 @@ def bootstrap(
     clock: Callable[[], datetime] | None = None,
     rand: Random | None = None,
     gateways: dict[str, Gateway] | None = None,
+    resolver: Callable[[str, int], Sequence[str]] | None = None,
 ) -> Context:
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
@@ -75,4 +76,5 @@ def bootstrap(
         rand=rand or random.SystemRandom().random,
         http=http,
         outbox=PaymentOutbox(render=payment_resource, policy=settings.notify.policy),
+        resolver=resolver,
     )

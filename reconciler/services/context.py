@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -36,6 +36,9 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
     outbox: Outbox | None = None  # merchant notifications; None: nobody is told
+    # How endpoint host names are looked up (None: the system's getaddrinfo); tests make
+    # names slow or point them at loopback with their own.
+    resolver: Callable[[str, int], Sequence[str]] | None = None
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""

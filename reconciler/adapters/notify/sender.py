@@ -18,7 +18,9 @@ from reconciler.adapters.notify.deadline import Attempt, Watchdog
 from reconciler.adapters.notify.destinations import (
     DestinationGuard,
     DestinationRefused,
+    Resolver,
     pinned_session,
+    system_resolver,
 )
 from reconciler.adapters.notify.resolving import LookupTimedOut
 from reconciler.domain.delivery import DeliveryOutcome
@@ -123,9 +125,15 @@ class Sender:
         )
 
 
-def new_sender(*, timeout_s: float, allow_private: bool, pool_maxsize: int = 10) -> Sender:
+def new_sender(
+    *,
+    timeout_s: float,
+    allow_private: bool,
+    pool_maxsize: int = 10,
+    resolver: Resolver | None = None,
+) -> Sender:
     """Build a sender whose connections go only where the destination rules allow."""
-    guard = DestinationGuard(allow_private=allow_private)
+    guard = DestinationGuard(allow_private=allow_private, resolver=resolver or system_resolver)
     return Sender(pinned_session(guard, pool_maxsize=pool_maxsize), timeout_s=timeout_s)
 
 

@@ -6,6 +6,7 @@ One module per table (or per reader, for the operators' overviews); callers keep
 
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
+    count_merchant_endpoints,
     delivery_for_update,
     delivery_with_target,
     enabled_endpoints,
@@ -96,6 +97,7 @@ __all__ = [
     "claim_due",
     "count_by_status",
     "count_by_sync_state",
+    "count_merchant_endpoints",
     "decode_cursor",
     "delete_events_without_deliveries",
     "delete_processed_inbox",
