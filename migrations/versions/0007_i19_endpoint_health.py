@@ -1,4 +1,4 @@
-"""An endpoint's last error; an index of the deliveries in flight (leased).
+"""An endpoint's last error; a delivery's manual request; an index of the leased ones.
 
 Revision ID: i19_endpoint_health
 Revises: 0006
@@ -20,6 +20,7 @@ def upgrade() -> None:
     # Nullable columns: adding them rewrites nothing, even on a large table.
     op.add_column("webhook_endpoints", sa.Column("last_error", sa.Text()))
     op.add_column("webhook_endpoints", sa.Column("last_error_at", sa.DateTime(timezone=True)))
+    op.add_column("notification_deliveries", sa.Column("requested_at", sa.DateTime(timezone=True)))
     # The delivery claim counts each merchant's leased deliveries; few rows are leased.
     op.create_index(
         "ix_notification_deliveries_leased",
@@ -32,5 +33,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_notification_deliveries_leased", table_name="notification_deliveries")
+    op.drop_column("notification_deliveries", "requested_at")
     op.drop_column("webhook_endpoints", "last_error_at")
     op.drop_column("webhook_endpoints", "last_error")

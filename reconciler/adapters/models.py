@@ -248,6 +248,8 @@ class NotificationDelivery(Base):
     give_up_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    # A merchant asked for this attempt (retry, recover): it goes out past an open breaker.
+    requested_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_notification_deliveries_endpoint", "endpoint_id", "created_at", "id"),

@@ -42,6 +42,7 @@ class DeliveryLease:
     id: str
     endpoint_id: str
     event_id: str
+    requested_at: datetime | None = None  # a merchant asked for this attempt
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,9 @@ class Deliveries:
         self.settings = notify
         # Merchants in turn, each under its cap (across replicas: the claim counts leases).
         self.queue = replace(
-            repository.DELIVERIES, per_merchant_cap=notify.max_in_flight_per_merchant
+            repository.DELIVERIES,
+            per_merchant_cap=notify.max_in_flight_per_merchant,
+            returning=(*repository.DELIVERIES.returning, "requested_at"),
         )
         self.concurrency = notify.concurrency
         self.max_in_flight_per_target: int | None = notify.max_in_flight_per_endpoint
@@ -89,6 +92,11 @@ class Deliveries:
 
     def target(self, row: DeliveryLease) -> str | None:
         return row.endpoint_id
+
+    def forced(self, row: DeliveryLease) -> bool:
+        """A retry or recover the merchant asked for is attempted even past an open
+        breaker: it is the probe that tells whether the endpoint works again."""
+        return row.requested_at is not None
 
     def call(self, row: DeliveryLease) -> Result:
         # Signatures carry the real time: a receiver refuses a webhook-timestamp far off.
@@ -153,6 +161,7 @@ class Deliveries:
                 update, status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=off
             )
         store_attempt(session, delivery, update, now=now)
+        delivery.requested_at = None
         if off is None:
             self._track_endpoint(
                 session, delivery.endpoint_id, update.status, update.last_error, now

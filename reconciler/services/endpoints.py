@@ -212,6 +212,7 @@ def retry_delivery(
             delivery.give_up_at = give_up_deadline(policy, now)
             delivery.last_delay_s = None
         delivery.next_attempt_at = now
+        delivery.requested_at = now  # asked for: it goes out past an open breaker
         wakeups.note_due(session, now)
     return found
 

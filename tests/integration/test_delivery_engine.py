@@ -467,9 +467,7 @@ def test_a_slow_endpoint_does_not_delay_a_healthy_endpoints_deliveries(
         assert len(healthy.received) == 6
 
         def timed_out() -> bool:
-            return any(
-                d["last_error"] == "timeout" for d in shop.deliveries(slow_endpoint)
-            )
+            return any(d["last_error"] == "timeout" for d in shop.deliveries(slow_endpoint))
 
         eventually(timed_out, "the slow endpoint's attempts timing out")
     finally:

@@ -203,6 +203,7 @@ def revive_failed_deliveries(
             last_delay_s=None,
             lease_owner=None,
             lease_expires_at=None,
+            requested_at=now,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
