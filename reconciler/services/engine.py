@@ -193,6 +193,16 @@ class Engine:
                 )
             return self.breakers[key]
 
+    def forget(self, kind: str, keep: Callable[[Collection[str]], Collection[str]]) -> None:
+        """Drop the breakers of `kind`'s targets that `keep` no longer names (deleted ones)."""
+        with self._lock:
+            targets = [t for k, t in self.breakers if k == kind]
+        kept = set(keep(targets))
+        with self._lock:
+            for target in targets:
+                if target not in kept:
+                    self.breakers.pop((kind, target), None)
+
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 IDLE_CHECK_S = 30.0
 # How often an idle sweeper still says it is alive (for /readyz).
 HEARTBEAT_S = 10.0
+# How often the breakers of deleted endpoints are dropped from memory (and so metrics).
+PRUNE_BREAKERS_S = 60.0
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Sweeper:
         self._heard: datetime | None = None  # the earliest announced since the last read
         self._checked_at: datetime | None = None
         self._beat_at: datetime | None = None
+        self._pruned_at: datetime | None = None
         self._listener: wakeups.Listener | None = None
 
     @property
@@ -238,8 +241,25 @@ class Sweeper:
             duration_s=tick.duration_s,
         )
 
+    def prune_breakers(self) -> None:
+        """Forget the breakers of endpoints deleted since they were made."""
+
+        def live(endpoint_ids: Collection[str]) -> Collection[str]:
+            with self.ctx.read() as session:
+                return repository.live_endpoint_ids(session, sorted(endpoint_ids))
+
+        self.engine.forget(self.deliveries.name, live)
+
     def _finish(self, report: SweepReport, now: datetime | None) -> None:
         self._beat_at = now or self.ctx.clock()
+        if self._pruned_at is None or self._beat_at - self._pruned_at >= timedelta(
+            seconds=PRUNE_BREAKERS_S
+        ):
+            self._pruned_at = self._beat_at
+            try:
+                self.prune_breakers()
+            except Exception:
+                log.exception("could not prune the endpoints' breakers")
         try:
             with self.ctx.sessions.begin() as session:
                 repository.record_heartbeat(

@@ -53,6 +53,8 @@ from reconciler.adapters.repository.notify_ops import (
     endpoint_outcomes,
     endpoint_owner,
     endpoints_by_health,
+    endpoints_by_merchant,
+    live_endpoint_ids,
     merchant_names,
     oldest_undelivered_created_at,
 )
@@ -120,6 +122,8 @@ __all__ = [
     "endpoint_outcomes",
     "endpoint_owner",
     "endpoints_by_health",
+    "endpoints_by_merchant",
+    "live_endpoint_ids",
     "event_payment_id",
     "events_per_minute",
     "halt_pending_deliveries",
