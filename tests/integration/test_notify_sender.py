@@ -275,3 +275,31 @@ def test_a_library_error_the_sender_does_not_expect_is_a_failed_attempt_not_a_cr
         "http://127.0.0.1:9/", event_id="e", body=BODY, secrets=[SECRET]
     )
     assert outcome.status_code is None and outcome.error == "timeout"
+
+
+def test_a_tls_receiver_dripping_its_body_is_cut_off_at_the_deadline(
+    tls_files: dict[str, str],
+) -> None:
+    with run_hostile(
+        "drip_body", interval_s=0.05, tls=(tls_files["cert"], tls_files["key"])
+    ) as hostile:
+        port = hostile.url.rsplit(":", 1)[1].split("/")[0]
+        guard = DestinationGuard(allow_private=True, resolver=lambda name, port: ["127.0.0.1"])
+        session = pinned_session(guard)
+        session.verify = tls_files["ca"]
+        outcome = Sender(session, timeout_s=0.5).send(
+            f"https://{HOOK_HOST}:{port}/hook", event_id="e", body=BODY, secrets=[SECRET]
+        )
+        assert (outcome.status_code, outcome.error) == (None, "timeout")
+        eventually(lambda: len(hostile.finished()) == 1, "the receiver seeing the close")
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_off_at_the_deadline() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        outcome = sender(timeout_s=0.5).send(
+            f"https://127.0.0.1:{port}/", event_id="e", body=BODY, secrets=[SECRET]
+        )
+    assert (outcome.status_code, outcome.error) == (None, "timeout")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -95,16 +96,25 @@ def _misbehave(conn: socket.socket, mode: str, interval_s: float) -> None:
 
 
 @contextmanager
-def run_hostile(mode: str, *, interval_s: float = 0.2) -> Iterator[Hostile]:
-    """Serve one hostile behaviour on a free loopback port."""
+def run_hostile(
+    mode: str, *, interval_s: float = 0.2, tls: tuple[str, str] | None = None
+) -> Iterator[Hostile]:
+    """Serve one hostile behaviour on a free loopback port; `tls` is (certificate, key)."""
     assert mode in MODES, mode
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-    state = Hostile(f"http://127.0.0.1:{listener.getsockname()[1]}/hook", mode, interval_s)
+    scheme = "https" if tls else "http"
+    state = Hostile(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/hook", mode, interval_s)
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
     stop = threading.Event()
 
     def serve(conn: socket.socket) -> None:
         record: Connection | None = None
         try:
+            if context is not None:
+                conn = context.wrap_socket(conn, server_side=True)
             with conn:
                 webhook_id = _read_request(conn)
                 record = Connection(webhook_id, time.monotonic())

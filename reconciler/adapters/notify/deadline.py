@@ -7,9 +7,10 @@ an attempt uses is registered with one `Watchdog` thread, which shuts the socket
 attempt is blocked in (connect, TLS, sending, reading headers or body) then returns at
 once with an error, and the attempt ends.
 
-The watchdog shuts down a duplicate descriptor of the socket taken before any TLS
-wrapping (`shutdown(2)` acts on the connection, not the descriptor), so it never touches
-the TLS object another thread is using.
+The watchdog shuts down a duplicate descriptor of the socket (`shutdown(2)` acts on the
+connection, not the descriptor), taken before any TLS wrapping for a new connection, so
+it never touches the TLS object another thread is using, and the handshake is covered
+too. The attempt owns its duplicates and closes them when it ends.
 """
 
 from __future__ import annotations
@@ -37,25 +38,34 @@ class Attempt:
         return max(0.0, self.deadline - time.monotonic())
 
     def watch(self, sock: socket.socket) -> None:
-        """Shut `sock` down at the deadline (at once if it has passed)."""
+        """Cut the connection of `sock` off at the deadline (at once if it has passed).
+
+        `sock` is the attempt's own duplicate descriptor (see `duplicate`): it is closed
+        when the attempt finishes.
+        """
         with self._lock:
-            if not self.expired:
-                self._sockets.append(sock)
-                return
-        _shut(sock)
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
 
     def expire(self) -> None:
-        """Cut every socket of the attempt off: the deadline has passed."""
-        with self._lock:
+        """Cut every connection of the attempt off: the deadline has passed."""
+        with self._lock:  # under the lock: `finish` cannot close a descriptor meanwhile
             self.expired = True
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut(sock)
+            for sock in self._sockets:
+                _shut(sock)
 
     def finish(self) -> None:
-        """Stop watching (the attempt is over); its sockets are left as they are."""
+        """Stop watching (the attempt is over): close its duplicate descriptors."""
         with self._lock:
-            self._sockets = []
+            sockets, self._sockets = self._sockets, []
+            for sock in sockets:
+                sock.close()
+
+
+def duplicate(sock: socket.socket) -> socket.socket:
+    """A plain socket on a duplicate of `sock`'s descriptor (TLS sockets too)."""
+    return socket.fromfd(sock.fileno(), sock.family, sock.type)
 
 
 def _shut(sock: socket.socket) -> None:

@@ -250,24 +250,17 @@ class DestinationGuard:
 class _PinnedConnection(HTTPConnection):
     """Connect to an address the guard checked at this moment, not to a fresh DNS answer.
 
-    Each socket is put under the deadline of the attempt that opened or reuses it
-    (`deadline.py`), through a duplicate descriptor kept as long as the connection.
+    Each socket is put under the deadline of the attempt that opens or reuses it
+    (`deadline.py`), through a duplicate descriptor the attempt owns.
     """
 
     guard: DestinationGuard
-    _watched: socket.socket | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         attempt = deadline.current()
-        if attempt is not None and self._watched is not None:
-            attempt.watch(self._watched)  # a kept-alive connection, reused
+        if attempt is not None and self.sock is not None:
+            attempt.watch(deadline.duplicate(self.sock))  # a kept-alive connection, reused
         super().request(*args, **kwargs)
-
-    def close(self) -> None:
-        super().close()
-        watched, self._watched = self._watched, None
-        if watched is not None:
-            watched.close()
 
     def _new_conn(self) -> socket.socket:
         attempt = deadline.current()
@@ -283,10 +276,7 @@ class _PinnedConnection(HTTPConnection):
                     socket_options=self.socket_options,
                 )
                 if attempt is not None:
-                    if self._watched is not None:
-                        self._watched.close()
-                    self._watched = sock.dup()
-                    attempt.watch(self._watched)
+                    attempt.watch(deadline.duplicate(sock))
                 return sock
             except TimeoutError as exc:
                 raise ConnectTimeoutError(
