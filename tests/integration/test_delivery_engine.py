@@ -24,44 +24,16 @@ from itertools import accumulate
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from standardwebhooks.webhooks import WebhookVerificationError
 from support.app import SIM_SECRET, make_settings
 from support.clock import FakeClock
 from support.receiver import Answer, Received, Receiver, run_receiver
-from support.shop import Shop, eventually, verified
+from support.shop import Shop, deliver_all, deliveries, events, eventually, pending, verified
 from support.simulator import Simulator
 
-from reconciler.adapters.models import NotificationDelivery, NotificationEvent
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.services.sweep import Sweeper
-
-
-def events(ctx: Context) -> list[NotificationEvent]:
-    with ctx.read() as session:
-        stmt = select(NotificationEvent).order_by(NotificationEvent.created_at)
-        return list(session.scalars(stmt))
-
-
-def deliveries(ctx: Context) -> list[NotificationDelivery]:
-    with ctx.read() as session:
-        return list(session.scalars(select(NotificationDelivery)))
-
-
-def pending(ctx: Context) -> list[NotificationDelivery]:
-    return [d for d in deliveries(ctx) if d.status == "pending"]
-
-
-def deliver_all(sweeper: Sweeper, ctx: Context, clock: FakeClock, rounds: int = 300) -> int:
-    """Jump the clock to the next due delivery and sweep, until none is pending."""
-    for sweeps in range(rounds):
-        due = [d.next_attempt_at for d in pending(ctx) if d.next_attempt_at is not None]
-        if not due:
-            return sweeps
-        clock.now = max(clock.now, min(due))
-        sweeper.sweep_once(clock.now)
-    raise AssertionError("deliveries did not settle")
 
 
 @pytest.fixture

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 from support.app import make_settings
+from support.clock import FakeClock
 from support.hostile import MODES, Hostile, run_hostile
-from support.receiver import run_receiver
-from support.shop import Shop, eventually, verified
+from support.receiver import Answer, Received, run_receiver
+from support.shop import Shop, deliver_all, eventually, verified
 from support.simulator import Simulator
 
 from reconciler.bootstrap import Context, bootstrap
@@ -180,3 +181,49 @@ def _watch_in_flight(hostiles: list[Hostile], stop: threading.Event) -> list[int
 
 def listing(shop: Shop, endpoint_id: str) -> list[dict[str, Any]]:
     return list(shop.get(f"/v1/webhook_endpoints/{endpoint_id}/deliveries?limit=100")["data"])
+
+
+def test_a_flaky_endpoint_gets_every_event_on_its_backoff(
+    db_url: str, simulator: Simulator, clock: FakeClock
+) -> None:
+    # 30 % of answers are 503s and 10 % come after the deadline; each attempt draws anew.
+    settings = make_settings(
+        db_url,
+        simulator.url,
+        notify_allow_private=1,
+        notify_timeout_s=0.3,
+        notify_base_delay_s=1,
+        lease_s=10,
+        breaker_threshold=1000,
+    )
+    ctx = bootstrap(settings, clock=clock, rand=random.Random(11).random)
+    draws = random.Random(7)
+    late = threading.Event()  # never set: a late answer comes after the sender hung up
+    try:
+        shop = Shop(ctx, simulator)
+        with run_receiver() as flaky:
+
+            def answer(request: Received) -> Answer:
+                draw = draws.random()
+                if draw < 0.1:
+                    late.wait(0.6)
+                return (503, {}) if 0.1 <= draw < 0.4 else (200, {})
+
+            flaky.script = answer
+            endpoint = shop.endpoint(flaky.url)
+            for n in range(12):
+                _, gid = shop.payment(f"f{n}")
+                shop.report(gid, "succeeded")
+            sweeper = Sweeper(ctx)
+            try:
+                deliver_all(sweeper, ctx, clock)
+            finally:
+                sweeper.close()
+            listed = shop.deliveries(endpoint)
+            assert [d["status"] for d in listed] == ["delivered"] * 12
+            # Every failed attempt was retried: as many requests as attempts, more than 12.
+            assert sum(d["attempts"] for d in listed) == len(flaky.received) > 12
+            for request in flaky.received:
+                verified(request, endpoint.secret)
+    finally:
+        ctx.close()

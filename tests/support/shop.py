@@ -10,12 +10,16 @@ from datetime import datetime
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
+from reconciler.adapters.models import NotificationDelivery, NotificationEvent
 from reconciler.bootstrap import Context
 from reconciler.entrypoints.app import create_app
 from reconciler.services.merchants import create_merchant
+from reconciler.services.sweep import Sweeper
 from support.app import SIM_SECRET, MerchantAuth, register_payment
+from support.clock import FakeClock
 from support.receiver import Received
 from support.simulator import Simulator
 
@@ -99,3 +103,29 @@ def eventually(predicate: Callable[[], bool], what: str, timeout: float = 30.0) 
             return
         time.sleep(0.02)
     raise AssertionError(f"{what} never happened")
+
+
+def events(ctx: Context) -> list[NotificationEvent]:
+    with ctx.read() as session:
+        stmt = select(NotificationEvent).order_by(NotificationEvent.created_at)
+        return list(session.scalars(stmt))
+
+
+def deliveries(ctx: Context) -> list[NotificationDelivery]:
+    with ctx.read() as session:
+        return list(session.scalars(select(NotificationDelivery)))
+
+
+def pending(ctx: Context) -> list[NotificationDelivery]:
+    return [d for d in deliveries(ctx) if d.status == "pending"]
+
+
+def deliver_all(sweeper: Sweeper, ctx: Context, clock: FakeClock, rounds: int = 300) -> int:
+    """Jump the clock to the next due delivery and sweep, until none is pending."""
+    for sweeps in range(rounds):
+        due = [d.next_attempt_at for d in pending(ctx) if d.next_attempt_at is not None]
+        if not due:
+            return sweeps
+        clock.now = max(clock.now, min(due))
+        sweeper.sweep_once(clock.now)
+    raise AssertionError("deliveries did not settle")
