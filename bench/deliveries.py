@@ -90,7 +90,7 @@ def _receiver(delay_s: float) -> Iterator[str]:
         proc.wait()
 
 
-def _settings(db_url: str) -> Settings:
+def _settings(db_url: str, per_merchant: int = CONCURRENCY) -> Settings:
     return Settings.from_env(
         {
             "RECONCILER_DATABASE_URL": db_url,
@@ -99,6 +99,9 @@ def _settings(db_url: str) -> Settings:
             "RECONCILER_POLL_FIRST_DELAY_S": "86400",
             "RECONCILER_NOTIFY_ALLOW_PRIVATE": "1",
             "RECONCILER_NOTIFY_CONCURRENCY": str(CONCURRENCY),
+            # One merchant in the first two parts: it may use every slot (their ceiling
+            # is the engine's); the fairness part runs with the default cap.
+            "RECONCILER_NOTIFY_MAX_IN_FLIGHT_PER_MERCHANT": str(per_merchant),
             "RECONCILER_NOTIFY_TIMEOUT_S": str(TIMEOUT_S),
             "RECONCILER_SWEEP_INTERVAL_S": "1",
         }
@@ -121,9 +124,9 @@ def _succeed(ctx: Context, gid: str) -> None:
 
 
 @contextmanager
-def _service(db_url: str) -> Iterator[tuple[Context, SweepJob]]:
+def _service(db_url: str, per_merchant: int = CONCURRENCY) -> Iterator[tuple[Context, SweepJob]]:
     upgrade(Settings(database_url=db_url))
-    ctx = bootstrap(_settings(db_url))
+    ctx = bootstrap(_settings(db_url, per_merchant))
     job = SweepJob(Sweeper(ctx), interval_s=1.0, lock_name=db_url)
     try:
         yield ctx, job
@@ -251,6 +254,8 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    from bench import delivery_fairness  # it builds on this module's helpers
+
     tmp = Path(tempfile.mkdtemp(prefix="bench-deliveries-"))
     events, changes = (40, 60) if quick else (150, 300)
     result: dict[str, Any] = {
@@ -276,6 +281,7 @@ def run(quick: bool) -> dict[str, Any]:
                         "database": database,
                         "throughput": throughput(fresh("throughput"), events),
                         "isolation": isolation(fresh("isolation"), changes, 20.0),
+                        "fairness": delivery_fairness.fairness(fresh("fairness"), changes, 20.0),
                     }
                 )
     finally:
@@ -300,4 +306,8 @@ def render(result: dict[str, Any]) -> str:
             f"healthy endpoint p50 {i['p50_s'] * 1000:.0f} ms, p99 {i['p99_s'] * 1000:.0f} ms "
             f"(max {i['max_s'] * 1000:.0f} ms; {i['slow_attempts']} attempts at the slow one)",
         ]
+        if "fairness" in run:
+            from bench import delivery_fairness
+
+            lines.append(delivery_fairness.render(run["database"], run["fairness"]))
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from reconciler.adapters import wakeups
@@ -55,6 +55,7 @@ def bootstrap(
     clock: Callable[[], datetime] | None = None,
     rand: Random | None = None,
     gateways: dict[str, Gateway] | None = None,
+    resolver: Callable[[str, int], Sequence[str]] | None = None,
 ) -> Context:
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
@@ -71,4 +72,5 @@ def bootstrap(
         rand=rand or random.SystemRandom().random,
         http=http,
         notify=settings.notify.policy,
+        resolver=resolver,
     )

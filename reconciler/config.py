@@ -73,6 +73,10 @@ class GatewayConfig:
 
 Secrets = tuple[str, ...]
 
+# A delivery attempt ends by its timeout (the sender's deadline); its lease must outlast
+# it by this much (reading what to send, the watchdog's latency, storing the result).
+NOTIFY_LEASE_MARGIN_S = 5.0
+
 
 @dataclass(frozen=True)
 class NotifySettings:
@@ -83,6 +87,8 @@ class NotifySettings:
     allow_private: bool = False
     concurrency: int = 16  # delivery attempts in flight per process, across endpoints
     max_in_flight_per_endpoint: int = 4  # so one slow endpoint cannot take every slot
+    max_in_flight_per_merchant: int = 4  # so one merchant cannot take every slot
+    max_endpoints: int = 16  # per merchant: one event fans out to each
     disable_after_s: float = 5 * 24 * 3600.0  # an endpoint failing this long is disabled
 
 
@@ -150,6 +156,10 @@ class Settings:
     )
     notify_concurrency: int = setting(16, "delivery attempts in flight per process")
     notify_max_in_flight_per_endpoint: int = setting(4, "delivery attempts in flight per endpoint")
+    notify_max_in_flight_per_merchant: int = setting(
+        4, "delivery attempts in flight per merchant, across replicas"
+    )
+    notify_max_endpoints: int = setting(16, "webhook endpoints per merchant")
     notify_disable_after_s: float = setting(432000.0, "an endpoint failing this long is disabled")
 
     def __post_init__(self) -> None:
@@ -163,15 +173,22 @@ class Settings:
             )
         if self.notify_timeout_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_TIMEOUT_S must be positive")
-        if min(self.notify_concurrency, self.notify_max_in_flight_per_endpoint) < 1:
+        limits = (
+            self.notify_concurrency,
+            self.notify_max_in_flight_per_endpoint,
+            self.notify_max_in_flight_per_merchant,
+            self.notify_max_endpoints,
+        )
+        if min(limits) < 1:
             raise ConfigError(
-                "RECONCILER_NOTIFY_CONCURRENCY and _MAX_IN_FLIGHT_PER_ENDPOINT must be at least 1"
+                "RECONCILER_NOTIFY_CONCURRENCY, _MAX_IN_FLIGHT_PER_ENDPOINT, "
+                "_MAX_IN_FLIGHT_PER_MERCHANT and _MAX_ENDPOINTS must be at least 1"
             )
-        if self.lease_s <= 2 * self.notify_timeout_s:
+        if self.lease_s <= self.notify_timeout_s + NOTIFY_LEASE_MARGIN_S:
             raise ConfigError(
-                f"RECONCILER_LEASE_S ({self.lease_s:g}) must exceed twice "
-                f"RECONCILER_NOTIFY_TIMEOUT_S ({self.notify_timeout_s:g}): a delivery starts "
-                "only if it fits in its lease"
+                f"RECONCILER_LEASE_S ({self.lease_s:g}) must exceed "
+                f"RECONCILER_NOTIFY_TIMEOUT_S ({self.notify_timeout_s:g}) by "
+                f"{NOTIFY_LEASE_MARGIN_S:g} s: a delivery starts only if it fits in its lease"
             )
         if self.notify_disable_after_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_DISABLE_AFTER_S must be positive")
@@ -198,6 +215,8 @@ class Settings:
             allow_private=self.notify_allow_private,
             concurrency=self.notify_concurrency,
             max_in_flight_per_endpoint=self.notify_max_in_flight_per_endpoint,
+            max_in_flight_per_merchant=self.notify_max_in_flight_per_merchant,
+            max_endpoints=self.notify_max_endpoints,
             disable_after_s=self.notify_disable_after_s,
         )
 

@@ -206,6 +206,8 @@ class WebhookEndpoint(Base):
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]  # soft delete: its deliveries stay listable
     failing_since: Mapped[datetime | None]  # first failed attempt since the last success
+    last_error: Mapped[str | None] = mapped_column(Text)  # of the last attempt; None: it worked
+    last_error_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_webhook_endpoints_merchant_id", "merchant_id", "created_at"),)
 
@@ -246,6 +248,8 @@ class NotificationDelivery(Base):
     give_up_at: Mapped[datetime]
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
+    # A merchant asked for this attempt (retry, recover): it goes out past an open breaker.
+    requested_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_notification_deliveries_endpoint", "endpoint_id", "created_at", "id"),
@@ -255,5 +259,12 @@ class NotificationDelivery(Base):
             "next_attempt_at",
             postgresql_where=text("next_attempt_at IS NOT NULL"),
             sqlite_where=text("next_attempt_at IS NOT NULL"),
+        ),
+        # The claim counts each merchant's deliveries in flight (leased): a small index.
+        Index(
+            "ix_notification_deliveries_leased",
+            "endpoint_id",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
         ),
     )

@@ -40,6 +40,8 @@ class OperatorEndpoint(Shape):
     status: Literal["enabled", "disabled"]
     disabled_reason: str | None
     failing_since: Timestamp | None
+    last_error: str | None
+    last_error_at: Timestamp | None
     pending_deliveries: int
     failed_deliveries: int
     created_at: Timestamp
@@ -92,6 +94,8 @@ def _endpoint(found: EndpointHealth) -> OperatorEndpoint:
         status="enabled" if endpoint.status == "enabled" else "disabled",
         disabled_reason=endpoint.disabled_reason,
         failing_since=endpoint.failing_since,
+        last_error=endpoint.last_error,
+        last_error_at=endpoint.last_error_at,
         pending_deliveries=pending,
         failed_deliveries=failed,
         created_at=endpoint.created_at,

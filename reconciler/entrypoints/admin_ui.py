@@ -42,7 +42,6 @@ from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError, ValidationFailed
 from reconciler.services.notify_admin import EndpointRow
 from reconciler.services.operators import Minute
-from reconciler.services.payments import MAX_LIST_LIMIT
 
 bp = Blueprint(
     "admin_ui",
@@ -56,7 +55,8 @@ bp = Blueprint(
 COOKIE = "reconciler_admin_ui"
 SESSION_MAX_AGE_S = 8 * 3600  # one working shift; then sign in again
 PAGE_SIZE = 50
-ENDPOINTS_SHOWN = MAX_LIST_LIMIT  # endpoints on the endpoints page, longest failing first
+ENDPOINTS_SHOWN = 50  # endpoints per page of the endpoints page, by merchant
+TOP_FAILING = 10  # the endpoints failing the longest, above the pages
 REFRESH_S = 10  # the overview reloads itself this often
 PUBLIC = {"admin_ui.sign_in", "admin_ui.static"}
 CSP = "; ".join(
@@ -312,7 +312,11 @@ def endpoints() -> str:
     shown = request.args.get("deliveries") or DeliveryStatus.FAILED.value
     if endpoint_id is not None:
         _checked_id("endpoint", endpoint_id)
-    rows = notify_admin.endpoint_rows(ctx(), endpoint_breakers(), status, ENDPOINTS_SHOWN)
+    breakers = endpoint_breakers()
+    rows, endpoints_cursor = notify_admin.endpoint_page(
+        ctx(), breakers, status, ENDPOINTS_SHOWN, request.args.get("endpoints_cursor") or None
+    )
+    worst = notify_admin.endpoint_rows(ctx(), breakers, "failing", TOP_FAILING)
     deliveries, cursor = notify_admin.deliveries(
         ctx(),
         status=shown,
@@ -329,12 +333,14 @@ def endpoints() -> str:
                 by_merchant, key=lambda r: (r.merchant, r.endpoint.merchant_id)
             )
         ],
-        truncated=len(rows) >= ENDPOINTS_SHOWN,
+        worst=worst,
+        endpoints_cursor=endpoints_cursor,
+        page_size=ENDPOINTS_SHOWN,
         status=status,
         endpoint_id=endpoint_id,
         shown=shown,
         delivery_statuses=[s.value for s in DeliveryStatus],
-        endpoint_states={r.endpoint.id: r.endpoint for r in rows},
+        endpoint_states={r.endpoint.id: r.endpoint for r in [*worst, *rows]},
         deliveries=deliveries,
         next_cursor=cursor,
         here=request.full_path.rstrip("?"),

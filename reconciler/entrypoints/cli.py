@@ -171,6 +171,20 @@ cli.add_command(simulator)
     help="Seconds to wait before answering (past the timeout: a slow endpoint).",
 )
 @click.option(
+    "--drip",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Send the answer's body one byte every this many seconds (a hostile receiver).",
+)
+@click.option(
+    "--hang",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Stall this many seconds after the answer's headers (a hostile receiver).",
+)
+@click.option(
     "--seed", type=int, default=None, help="Random seed for --fail-rate (default: random)."
 )
 def listen(**options: Any) -> None:

@@ -116,6 +116,10 @@ class Endpoint(Row):
     description: str | None
     status: EndpointStatus
     disabled_reason: str | None
+    last_error: str | None = Field(
+        None, description="Why the last attempt failed (`timeout`, …); null once one succeeds"
+    )
+    last_error_at: Timestamp | None = None
     created_at: Timestamp
 
 

@@ -1,7 +1,9 @@
 """`reconciler listen`: a local receiver that verifies and prints each delivery, for development.
 
 It answers 200, or fails on purpose (`--fail-rate`, `--status`, `--delay`) to show the
-retries. The options are one dataclass, so any command-line library can fill it.
+retries, or misbehaves as a hostile receiver would (`--drip`: the body one byte at a time;
+`--hang`: nothing after the headers) to rehearse the service's attempt deadline. The
+options are one dataclass, so any command-line library can fill it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -22,6 +24,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 MAX_BODY_BYTES = 1024 * 1024
+DRIP_BYTES = 1000  # the length a dripping answer declares, sent one byte at a time
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ListenOptions:
     status: int = 503
     retry_after: int | None = None  # sent with a failure, when given
     delay: float = 0.0  # seconds to wait before answering (past the timeout: a slow endpoint)
+    drip: float = 0.0  # seconds between the answer body's bytes (0: all at once)
+    hang: float = 0.0  # seconds to stall after sending the answer's headers
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -48,8 +53,8 @@ class ListenOptions:
             raise ValueError("--fail-rate must be between 0 and 1")
         if not 100 <= self.status <= 599:
             raise ValueError("--status must be an HTTP status code")
-        if self.delay < 0:
-            raise ValueError("--delay must not be negative")
+        if min(self.delay, self.drip, self.hang) < 0:
+            raise ValueError("--delay, --drip and --hang must not be negative")
 
 
 class Listener:
@@ -98,11 +103,38 @@ class Listener:
         if self.options.delay:
             self.sleep(self.options.delay)
         note = " (older than one already seen)" if stale else ""
+        note += self.misbehaviour()
         self.print(f"{line} webhook-id={webhook_id} attempt={attempt}{note} -> {status}")
         headers = {}
         if fail and self.options.retry_after is not None:
             headers["Retry-After"] = str(self.options.retry_after)
-        return Response("failed on purpose\n" if fail else "ok\n", status=status, headers=headers)
+        text = b"failed on purpose\n" if fail else b"ok\n"
+        if not (self.options.drip or self.options.hang):
+            return Response(text, status=status, headers=headers)
+        length = DRIP_BYTES if self.options.drip else len(text)
+        headers["Content-Length"] = str(length)
+        return Response(self.slow_body(text), status=status, headers=headers)
+
+    def misbehaviour(self) -> str:
+        """Say how the answer will misbehave, for the printed line."""
+        notes = []
+        if self.options.hang:
+            notes.append(f"hanging {self.options.hang:g} s after the headers")
+        if self.options.drip:
+            notes.append(f"dripping the body a byte every {self.options.drip:g} s")
+        return f" ({', '.join(notes)})" if notes else ""
+
+    def slow_body(self, text: bytes) -> Iterator[bytes]:
+        """Send the headers, then stall or drip the body (the sender cuts it off)."""
+        yield b""  # the server sends the status and headers with the first write
+        if self.options.hang:
+            self.sleep(self.options.hang)
+        if not self.options.drip:
+            yield text
+            return
+        for _ in range(DRIP_BYTES):
+            self.sleep(self.options.drip)
+            yield b"."
 
     def describe(self, event: Any) -> tuple[str, bool]:
         """Summarise an event; say whether a higher sequence of its payment was seen before."""

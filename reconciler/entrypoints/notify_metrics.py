@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter
@@ -77,12 +78,16 @@ class NotifyCollector(Collector):
         for state, count in stats.endpoints.items():
             endpoints.add_metric([state], count)
         yield endpoints
+        # One series per state, not per endpoint: endpoints come and go by the thousand, and
+        # a label per endpoint would grow the scrape without bound. Operators find which
+        # endpoints with the page or GET /admin/webhook_endpoints?status=failing.
         breakers = GaugeMetricFamily(
-            "reconciler_notify_breaker_state",
-            "Circuit breaker per endpoint in this process: 1 for its current state",
-            labels=["endpoint_id", "state"],
+            "reconciler_notify_endpoint_breakers",
+            "Endpoints by the state of their circuit breaker in this process "
+            "(endpoints it has attempted)",
+            labels=["state"],
         )
-        for endpoint_id, current in endpoint_breakers(self.sweeper()).items():
-            for state in BreakerState:
-                breakers.add_metric([endpoint_id, state.value], 1 if state is current else 0)
+        states = Tally(endpoint_breakers(self.sweeper()).values())
+        for state in BreakerState:
+            breakers.add_metric([state.value], states[state])
         yield breakers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,6 +42,9 @@ class Context:
     keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
     # Group commit: the engine's results and webhooks share commits (one writer at a time).
     writer: GroupCommit | None = None
+    # How endpoint host names are looked up (None: the system's getaddrinfo); tests make
+    # names slow or point them at loopback with their own.
+    resolver: Callable[[str, int], Sequence[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.writer is None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import WebhookEndpoint
 from reconciler.adapters.notify.sender import Sender, new_sender
+from reconciler.config import NOTIFY_LEASE_MARGIN_S
 from reconciler.domain.delivery import (
     DeliveryOutcome,
     DeliveryRow,
@@ -42,6 +43,7 @@ class DeliveryLease:
     id: str
     endpoint_id: str
     event_id: str
+    requested_at: datetime | None = None  # a merchant asked for this attempt
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,22 @@ class Deliveries:
     """Attempt due deliveries; the breaker's target is the endpoint."""
 
     name = "delivery"
-    queue = repository.DELIVERIES
 
     def __init__(self, ctx: Context, sender: Sender | None = None) -> None:
         self.ctx = ctx
         notify = ctx.settings.notify
         self.settings = notify
+        # Merchants in turn, each under its cap (across replicas: the claim counts leases).
+        self.queue = replace(
+            repository.DELIVERIES,
+            per_merchant_cap=notify.max_in_flight_per_merchant,
+            returning=(*repository.DELIVERIES.returning, "requested_at"),
+        )
         self.concurrency = notify.concurrency
         self.max_in_flight_per_target: int | None = notify.max_in_flight_per_endpoint
-        # Connect and read are each timed out: an attempt must fit in its lease twice over
-        # the timeout, or a lease could lapse mid-attempt and another replica send it too.
-        self.max_call_s = 2 * notify.timeout_s
+        # The sender ends every attempt by the timeout; the lease must outlast it by a
+        # margin, or it could lapse mid-attempt and another replica send a second copy.
+        self.max_call_s = notify.timeout_s + NOTIFY_LEASE_MARGIN_S
         # Each attempt's payment, read with what to send, for the log line of its result
         # (so storing the result, under the database's write lock, need not read it).
         self._payments: dict[str, str] = {}
@@ -75,6 +82,7 @@ class Deliveries:
             timeout_s=notify.timeout_s,
             allow_private=notify.allow_private,
             pool_maxsize=notify.concurrency,
+            resolver=ctx.resolver,
         )
 
     def row(self, claimed: Row[Any]) -> DeliveryLease:
@@ -85,6 +93,11 @@ class Deliveries:
 
     def target(self, row: DeliveryLease) -> str | None:
         return row.endpoint_id
+
+    def forced(self, row: DeliveryLease) -> bool:
+        """A retry or recover the merchant asked for is attempted even past an open
+        breaker: it is the probe that tells whether the endpoint works again."""
+        return row.requested_at is not None
 
     def call(self, row: DeliveryLease) -> Result:
         # Signatures carry the real time: a receiver refuses a webhook-timestamp far off.
@@ -149,8 +162,11 @@ class Deliveries:
                 update, status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=off
             )
         store_attempt(session, delivery, update, now=now)
+        delivery.requested_at = None
         if off is None:
-            self._track_endpoint(session, delivery.endpoint_id, update.status, now)
+            self._track_endpoint(
+                session, delivery.endpoint_id, update.status, update.last_error, now
+            )
         log.log(
             logging.INFO if update.status is not DeliveryStatus.FAILED else logging.WARNING,
             "delivery attempted",
@@ -168,16 +184,23 @@ class Deliveries:
         )
 
     def _track_endpoint(
-        self, session: Session, endpoint_id: str, status: DeliveryStatus, now: datetime
+        self,
+        session: Session,
+        endpoint_id: str,
+        status: DeliveryStatus,
+        error: str | None,
+        now: datetime,
     ) -> None:
-        """Note since when the endpoint has been failing; disable it after the period."""
+        """Note the endpoint's last error and since when it fails; disable it after the period."""
         endpoint = repository.endpoint_for_update(session, endpoint_id)
         if endpoint is None or endpoint.status != "enabled":
             return
         if status is DeliveryStatus.DELIVERED:
-            if endpoint.failing_since is not None:
+            if endpoint.failing_since is not None or endpoint.last_error is not None:
                 endpoint.failing_since = None
+                endpoint.last_error = None
             return
+        endpoint.last_error, endpoint.last_error_at = error, now
         if endpoint.failing_since is None:
             endpoint.failing_since = now
         elif now - endpoint.failing_since >= timedelta(seconds=self.settings.disable_after_s):

@@ -22,6 +22,7 @@ from reconciler.services.notifications import disable_endpoint
 from reconciler.services.payments import page_start
 
 ROTATION_OVERLAP = timedelta(hours=24)
+REGISTRATION_LOOKUP_S = 1.0  # how long registering an endpoint waits for its DNS answer
 ENABLED, DISABLED = "enabled", "disabled"
 DISABLED_BY_MERCHANT = "disabled by the merchant"
 
@@ -43,12 +44,17 @@ class EndpointChanges:
 
 
 def guard(ctx: Context) -> DestinationGuard:
-    return DestinationGuard(allow_private=ctx.settings.notify.allow_private)
+    if ctx.resolver is None:
+        return DestinationGuard(allow_private=ctx.settings.notify.allow_private)
+    return DestinationGuard(allow_private=ctx.settings.notify.allow_private, resolver=ctx.resolver)
 
 
 def _checked_url(ctx: Context, url: str) -> str:
+    """Check a URL's form and where it resolves; a lookup slower than a moment is left to
+    delivery time, where every connection is checked (a request thread never waits on DNS
+    for long)."""
     try:
-        guard(ctx).check_url(url)
+        guard(ctx).check_url(url, lookup_timeout_s=REGISTRATION_LOOKUP_S)
     except DestinationRefused as exc:
         raise ValidationFailed(f"url refused: {exc}") from None
     return url
@@ -86,7 +92,13 @@ def create_endpoint(
         created_at=now,
         updated_at=now,
     )
+    limit = ctx.settings.notify.max_endpoints
     with ctx.sessions.begin() as session:
+        if repository.count_merchant_endpoints(session, merchant.id, lock=True) >= limit:
+            raise Conflict(
+                f"a merchant may have at most {limit} webhook endpoints; delete one first "
+                "(RECONCILER_NOTIFY_MAX_ENDPOINTS)"
+            )
         session.add(endpoint)
     return endpoint, endpoint.secret
 
@@ -201,6 +213,7 @@ def retry_delivery(
             delivery.give_up_at = give_up_deadline(policy, now)
             delivery.last_delay_s = None
         delivery.next_attempt_at = now
+        delivery.requested_at = now  # asked for: it goes out past an open breaker
         wakeups.note_due(session, now)
     return found
 

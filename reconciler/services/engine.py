@@ -166,6 +166,16 @@ class Engine:
                 )
             return self.breakers[key]
 
+    def forget(self, kind: str, keep: Callable[[Collection[str]], Collection[str]]) -> None:
+        """Drop the breakers of `kind`'s targets that `keep` no longer names (deleted ones)."""
+        with self._lock:
+            targets = [t for k, t in self.breakers if k == kind]
+        kept = set(keep(targets))
+        with self._lock:
+            for target in targets:
+                if target not in kept:
+                    self.breakers.pop((kind, target), None)
+
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
@@ -292,7 +302,8 @@ class Engine:
                 report.count(kind.name, target, "lease_too_short")
                 return
             breaker = self.breaker(kind.name, target)
-            if not breaker.allow(clock()):
+            forced = getattr(kind, "forced", None)  # asked for by a person: past the breaker
+            if not breaker.allow(clock()) and not (forced is not None and forced(row)):
                 until = breaker.retry_at(clock(), self.rand)
                 self._hold(kind, row, until, CIRCUIT_OPEN, clock(), report)
                 return

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Merchant, WebhookEndpoint
@@ -71,8 +74,48 @@ def endpoint_rows(
     _check_endpoint_query(status, limit)
     with ctx.read() as session:
         found = repository.endpoints_by_health(session, status=status, limit=limit)
-        outcomes = repository.endpoint_outcomes(session, [e.id for e, _, _ in found])
-        names = repository.merchant_names(session, sorted({e.merchant_id for e, _, _ in found}))
+        return _rows(session, found, breakers)
+
+
+def endpoint_page(
+    ctx: Context,
+    breakers: Mapping[str, BreakerState] | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[EndpointRow], str | None]:
+    """One page of every merchant's endpoints, by merchant, and the next page's cursor."""
+    _check_endpoint_query(status, limit)
+    after = _decode_endpoint_cursor(cursor) if cursor else None
+    with ctx.read() as session:
+        found = repository.endpoints_by_merchant(
+            session, status=status, limit=limit + 1, after=after
+        )
+        rows = _rows(session, found[:limit], breakers)
+    last = rows[-1].endpoint if rows and len(found) > limit else None
+    return rows, _encode_endpoint_cursor(last.merchant_id, last.id) if last else None
+
+
+def _encode_endpoint_cursor(merchant_id: str, endpoint_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{merchant_id}|{endpoint_id}".encode()).decode().rstrip("=")
+
+
+def _decode_endpoint_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        merchant_id, endpoint_id = raw.split("|")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed("cursor is not one this service gave out") from None
+    return merchant_id, endpoint_id
+
+
+def _rows(
+    session: Session,
+    found: list[repository.EndpointHealth],
+    breakers: Mapping[str, BreakerState] | None,
+) -> list[EndpointRow]:
+    outcomes = repository.endpoint_outcomes(session, [e.id for e, _, _ in found])
+    names = repository.merchant_names(session, sorted({e.merchant_id for e, _, _ in found}))
     rows = []
     for endpoint, pending, failed in found:
         attempted, delivered = outcomes.get(endpoint.id, (0, 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +28,8 @@ IDLE_CHECK_S = 30.0
 HEARTBEAT_S = 10.0
 # A busy sweeper says so at most this often: a heartbeat is a commit, not part of the work.
 BUSY_HEARTBEAT_S = 5.0
+# How often the breakers of deleted endpoints are dropped from memory (and so metrics).
+PRUNE_BREAKERS_S = 60.0
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Sweeper:
         self._heard: datetime | None = None  # the earliest announced since the last read
         self._checked_at: datetime | None = None
         self._beat_at: datetime | None = None
+        self._pruned_at: datetime | None = None
         self._listener: wakeups.Listener | None = None
 
     @property
@@ -247,6 +250,12 @@ class Sweeper:
 
     def _finish(self, report: SweepReport, now: datetime | None, *, beat: bool = False) -> None:
         at = now or self.ctx.clock()
+        if self._pruned_at is None or at - self._pruned_at >= timedelta(seconds=PRUNE_BREAKERS_S):
+            self._pruned_at = at
+            try:
+                self.prune_breakers()
+            except Exception:
+                log.exception("could not prune the endpoints' breakers")
         last = self._beat_at
         if beat or last is None or at - last >= timedelta(seconds=BUSY_HEARTBEAT_S):
             self._beat_at = at
@@ -268,6 +277,15 @@ class Sweeper:
                     "duration_s": round(report.duration_s, 3),
                 },
             )
+
+    def prune_breakers(self) -> None:
+        """Forget the breakers of endpoints deleted since they were made."""
+
+        def live(endpoint_ids: Collection[str]) -> Collection[str]:
+            with self.ctx.read() as session:
+                return repository.live_endpoint_ids(session, sorted(endpoint_ids))
+
+        self.engine.forget(self.deliveries.name, live)
 
 
 def _by_last_part(outcomes: dict[str, int], prefix: str) -> dict[str, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,9 +19,13 @@ from reconciler.adapters.models import NotificationDelivery, WebhookEndpoint
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.entrypoints.schemas import payment_resource
+from reconciler.services.merchants import create_merchant
 from reconciler.services.notifications import record_payment_event, signing_secrets
 
-RESOURCE_FIELDS = {"id", "url", "events", "description", "status", "disabled_reason", "created_at"}
+RESOURCE_FIELDS = {
+    "id", "url", "events", "description", "status", "disabled_reason", "last_error",
+    "last_error_at", "created_at",
+}  # fmt: skip
 ALL_EVENTS = [
     "payment.succeeded",
     "payment.failed",
@@ -206,7 +211,8 @@ def test_destinations_inside_are_refused_at_registration(
         "/v1/webhook_endpoints", json={"url": url}, headers=merchant.headers
     )
     assert response.status_code == 400, response.json
-    assert "url refused" in response.json["detail"]
+    # One answer for every address inside: naming it (or its kind) would map the network.
+    assert response.json["detail"] == "url refused: the address is not allowed"
 
 
 def test_an_endpoint_url_changed_to_one_inside_is_refused(
@@ -514,3 +520,55 @@ def test_recover_takes_any_rfc3339_time_with_a_zone(
         headers=merchant.headers,
     )
     assert (response.status_code, response.json) == (202, {"count": 0})
+
+
+def test_a_merchant_has_at_most_the_configured_number_of_endpoints(
+    db_url: str, simulator: Simulator, clock: FakeClock
+) -> None:
+    settings = make_settings(db_url, simulator.url, notify_allow_private=1, notify_max_endpoints=3)
+    context = bootstrap(settings, clock=clock)
+    try:
+        client = create_app(ctx=context).test_client()
+        record, key = create_merchant(context, "busy")
+        merchant = MerchantAuth(record.id, key)
+        made = [create(client, merchant)["id"] for _ in range(3)]
+        over = client.post("/v1/webhook_endpoints", json={"url": LOCAL}, headers=merchant.headers)
+        assert over.status_code == 409
+        assert over.headers["Content-Type"] == "application/problem+json"
+        assert "at most 3" in over.json["detail"]
+        # A deleted endpoint frees its place.
+        client.delete(f"/v1/webhook_endpoints/{made[0]}", headers=merchant.headers)
+        assert create(client, merchant)["id"] not in made
+    finally:
+        context.close()
+
+
+def test_registering_a_name_whose_dns_never_answers_does_not_hold_the_request(
+    db_url: str, simulator: Simulator, clock: FakeClock
+) -> None:
+    answer = threading.Event()
+
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "silent.example":
+            answer.wait(30)  # a DNS server that never answers
+        return {"inside.example": ["10.1.2.3"]}.get(host, ["93.184.216.34"])
+
+    context = bootstrap(make_settings(db_url, simulator.url), clock=clock, resolver=resolver)
+    try:
+        client = create_app(ctx=context).test_client()
+        record, key = create_merchant(context, "dns")
+        headers = MerchantAuth(record.id, key).headers
+        # Accepted without its addresses: the connect-time guard checks it at delivery.
+        slow = client.post(
+            "/v1/webhook_endpoints", json={"url": "https://silent.example/"}, headers=headers
+        )
+        assert slow.status_code == 201, slow.json
+        inside = client.post(
+            "/v1/webhook_endpoints", json={"url": "https://inside.example/"}, headers=headers
+        )
+        assert inside.status_code == 400
+        assert "10.1.2.3" not in inside.get_data(as_text=True)
+        assert inside.json["detail"] == "url refused: the address is not allowed"
+    finally:
+        answer.set()
+        context.close()

@@ -122,6 +122,25 @@ def test_a_delay_is_served_before_the_answer() -> None:
     assert waited == [2.5]
 
 
+@pytest.mark.parametrize(
+    ("options", "printed"),
+    [
+        (ListenOptions(secret=SECRET, drip=0.2), "dripping the body a byte every 0.2 s"),
+        (ListenOptions(secret=SECRET, hang=30), "hanging 30 s after the headers"),
+    ],
+)
+def test_a_hostile_answer_is_cut_off_by_the_senders_deadline(
+    options: ListenOptions, printed: str
+) -> None:
+    out = io.StringIO()
+    with serving(options, out) as url:
+        outcome = Sender(pinned_session(DestinationGuard(allow_private=True)), timeout_s=0.5).send(
+            url, event_id="evt_h", body=event(), secrets=[SECRET]
+        )
+    assert (outcome.status_code, outcome.error) == (None, "timeout")
+    assert printed in out.getvalue()
+
+
 def test_an_older_sequence_than_one_seen_is_pointed_out() -> None:
     out = io.StringIO()
     with serving(ListenOptions(secret=SECRET), out) as url:
@@ -144,6 +163,8 @@ def test_a_non_post_request_is_405() -> None:
         ({"secret": SECRET, "fail_rate": 1.5}, "fail-rate"),
         ({"secret": SECRET, "status": 99}, "status"),
         ({"secret": SECRET, "delay": -1}, "delay"),
+        ({"secret": SECRET, "drip": -1}, "drip"),
+        ({"secret": SECRET, "hang": -0.5}, "hang"),
     ],
 )
 def test_bad_options_are_refused(kwargs: dict[str, object], message: str) -> None:

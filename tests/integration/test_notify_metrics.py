@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from support.app import make_settings
 from support.clock import FakeClock
 from support.receiver import run_receiver
+from support.shop import Shop
 from support.simulator import Simulator
-from test_delivery_engine import Shop
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints import notify_metrics
@@ -20,7 +20,13 @@ from reconciler.services.sweep import Sweeper
 
 @pytest.fixture
 def metrics_ctx(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[Context]:
-    settings = make_settings(db_url, simulator.url, notify_allow_private=1, breaker_threshold=2)
+    settings = make_settings(
+        db_url,
+        simulator.url,
+        notify_allow_private=1,
+        breaker_threshold=2,
+        notify_max_in_flight_per_merchant=16,  # one sweep attempts every delivery
+    )
     context = bootstrap(settings, clock=clock, rand=random.Random(4).random)
     yield context
     context.close()
@@ -64,18 +70,22 @@ def test_metrics_show_outcomes_backlog_oldest_undelivered_endpoints_and_breakers
                 ("reconciler_notify_endpoints", "state", "enabled"): 2,
                 ("reconciler_notify_endpoints", "state", "disabled"): 1,
                 ("reconciler_notify_endpoints", "state", "failing"): 1,
-                ("reconciler_notify_breaker_state", "state", "open"): 1,
+                ("reconciler_notify_endpoint_breakers", "state", "open"): 1,
+                ("reconciler_notify_endpoint_breakers", "state", "closed"): 2,
             }
-            got: dict[tuple[str, str, str], float | None] = {}
-            for name, label, v in want:
-                labels = {label: v}
-                if name == "reconciler_notify_breaker_state":
-                    labels["endpoint_id"] = down.id
-                got[(name, label, v)] = value(name, **labels)
+            got = {(name, label, v): value(name, **{label: v}) for name, label, v in want}
             assert got == want
+            # No series names an endpoint: their number does not grow with the endpoints.
+            exposed = [s for family in registry.collect() for s in family.samples]
+            assert not any("endpoint_id" in s.labels for s in exposed)
             assert value("reconciler_notify_oldest_undelivered_age_seconds") == 600
             assert value("reconciler_notify_backlog") == 0  # the open breaker holds them
             clock.advance(36000)
             assert value("reconciler_notify_backlog") == 2
+            # A deleted endpoint's breaker is forgotten, here and in the metrics.
+            shop.client.delete(f"/v1/webhook_endpoints/{down.id}", headers=shop.merchant.headers)
+            sweeper.prune_breakers()
+            assert (sweeper.deliveries.name, down.id) not in sweeper.engine.breakers
+            assert value("reconciler_notify_endpoint_breakers", state="open") == 0
     finally:
         sweeper.close()

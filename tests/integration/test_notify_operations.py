@@ -9,8 +9,8 @@ import pytest
 from support.app import make_settings
 from support.clock import FakeClock
 from support.receiver import Receiver, run_receiver
+from support.shop import Shop, deliveries, events
 from support.simulator import Simulator
-from test_delivery_engine import Shop, deliveries, events
 
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.services.errors import ValidationFailed

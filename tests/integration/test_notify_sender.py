@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
+import urllib3.exceptions
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from support.hostile import MODES, run_hostile
 from support.receiver import Receiver, run_receiver
 
 from reconciler.adapters.notify.destinations import DestinationGuard, pinned_session
-from reconciler.adapters.notify.sender import Sender
+from reconciler.adapters.notify.sender import Sender, transport_error
 
 SECRET = "whsec_" + "c2VuZGVyLXRlc3Qtc2VjcmV0LW9uZQ=="  # test-only
 OLD_SECRET = "whsec_" + "c2VuZGVyLXRlc3Qtc2VjcmV0LXR3bw=="  # test-only
@@ -24,6 +30,15 @@ BODY = json.dumps({"id": "evt_1", "type": "payment.succeeded", "sequence": 1}).e
 def receiver() -> Iterator[Receiver]:
     with run_receiver() as state:
         yield state
+
+
+def eventually(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout  # a bound on a hang, not a timing assertion
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{what} never happened")
 
 
 def sender(timeout_s: float = 5.0, *, allow_private: bool = True, resolver=None) -> Sender:
@@ -88,7 +103,7 @@ def test_an_endpoint_answering_after_the_timeout_is_a_failed_attempt(receiver: R
     )
     receiver.hold.set()
     assert outcome.status_code is None
-    assert outcome.error is not None and "timed out" in outcome.error
+    assert outcome.error == "timeout"
 
 
 def test_a_closed_port_is_a_failed_attempt_with_the_reason() -> None:
@@ -98,7 +113,7 @@ def test_a_closed_port_is_a_failed_attempt_with_the_reason() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outcome = sender().send(f"http://127.0.0.1:{port}/", event_id="e", body=BODY, secrets=[SECRET])
-    assert outcome.status_code is None and "connection failed" in (outcome.error or "")
+    assert outcome.status_code is None and outcome.error == "connection refused"
 
 
 def test_loopback_is_refused_at_connect_time_unless_private_destinations_are_allowed(
@@ -107,7 +122,7 @@ def test_loopback_is_refused_at_connect_time_unless_private_destinations_are_all
     outcome = sender(allow_private=False).send(
         receiver.url, event_id="evt_1", body=BODY, secrets=[SECRET]
     )
-    assert outcome.error is not None and "destination refused" in outcome.error
+    assert outcome.error == "the address is not allowed"
     assert receiver.received == []
 
 
@@ -121,7 +136,7 @@ def test_a_name_public_at_registration_and_private_at_connect_time_is_refused(
     outcome = Sender(pinned_session(guard), timeout_s=5).send(
         f"https://rebind.example:{port}/hook", event_id="evt_1", body=BODY, secrets=[SECRET]
     )
-    assert outcome.error is not None and "127.0.0.1, a loopback address" in outcome.error
+    assert outcome.error == "the address is not allowed"  # naming no address
     assert receiver.received == []
 
 
@@ -195,3 +210,96 @@ def test_tls_to_a_pinned_address_checks_the_certificate_against_the_url_s_host(
         assert outcome.status_code is None
         assert "certificate" in (outcome.error or "").lower()
         assert tls_receiver.received == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_receiver_that_drips_or_hangs_is_cut_off_at_the_deadline(mode: str) -> None:
+    with run_hostile(mode, interval_s=0.05) as hostile:
+        outcomes = []
+        attempt = threading.Thread(
+            target=lambda: outcomes.append(
+                sender(timeout_s=0.5).send(hostile.url, event_id="e1", body=BODY, secrets=[SECRET])
+            )
+        )
+        attempt.start()
+        attempt.join(timeout=30)  # a bound on a hang, not a timing assertion
+        assert outcomes, "the attempt outlived its deadline"
+        assert outcomes[0].status_code is None and outcomes[0].error == "timeout"
+        assert outcomes[0].duration_s >= 0.5  # the receiver really kept it open that long
+        eventually(lambda: len(hostile.finished()) == 1, "the receiver seeing the close")
+
+
+def test_a_slow_name_lookup_is_a_timeout_not_a_hang(receiver: Receiver) -> None:
+    answer = threading.Event()
+
+    def slow_resolver(host: str, port: int) -> list[str]:
+        answer.wait(10)  # a DNS server that does not answer
+        return ["127.0.0.1"]
+
+    port = receiver.url.rsplit(":", 1)[1]
+    try:
+        outcome = sender(timeout_s=0.3, resolver=slow_resolver).send(
+            f"http://slow-dns.example:{port}/", event_id="e", body=BODY, secrets=[SECRET]
+        )
+    finally:
+        answer.set()
+    assert outcome.error == "timeout"
+    assert receiver.received == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "words"),
+    [
+        (urllib3.exceptions.ReadTimeoutError(None, "/", "read timed out"), "timeout"),  # type: ignore[arg-type]
+        (
+            urllib3.exceptions.ProtocolError("aborted", ConnectionResetError(104, "reset")),
+            "connection reset",
+        ),
+        (requests.ConnectionError(ConnectionRefusedError(111, "refused")), "connection refused"),
+        (ssl.SSLError(1, "wrong version number"), "TLS handshake failed"),
+        (http.client.RemoteDisconnected("closed"), "connection closed without an answer"),
+        (http.client.LineTooLong("header line"), "the answer is not valid HTTP"),
+        (RuntimeError("something else"), "request failed"),
+    ],
+)
+def test_every_transport_failure_is_named_in_a_few_words(raised: Exception, words: str) -> None:
+    assert transport_error(raised) == words
+
+
+def test_a_library_error_the_sender_does_not_expect_is_a_failed_attempt_not_a_crash() -> None:
+    class Exploding(requests.Session):
+        def post(self, *args: object, **kwargs: object) -> requests.Response:
+            raise urllib3.exceptions.ReadTimeoutError(None, "/", "raised past requests")  # type: ignore[arg-type]
+
+    outcome = Sender(Exploding(), timeout_s=5).send(
+        "http://127.0.0.1:9/", event_id="e", body=BODY, secrets=[SECRET]
+    )
+    assert outcome.status_code is None and outcome.error == "timeout"
+
+
+def test_a_tls_receiver_dripping_its_body_is_cut_off_at_the_deadline(
+    tls_files: dict[str, str],
+) -> None:
+    with run_hostile(
+        "drip_body", interval_s=0.05, tls=(tls_files["cert"], tls_files["key"])
+    ) as hostile:
+        port = hostile.url.rsplit(":", 1)[1].split("/")[0]
+        guard = DestinationGuard(allow_private=True, resolver=lambda name, port: ["127.0.0.1"])
+        session = pinned_session(guard)
+        session.verify = tls_files["ca"]
+        outcome = Sender(session, timeout_s=0.5).send(
+            f"https://{HOOK_HOST}:{port}/hook", event_id="e", body=BODY, secrets=[SECRET]
+        )
+        assert (outcome.status_code, outcome.error) == (None, "timeout")
+        eventually(lambda: len(hostile.finished()) == 1, "the receiver seeing the close")
+
+
+def test_a_tls_handshake_that_never_completes_is_cut_off_at_the_deadline() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        outcome = sender(timeout_s=0.5).send(
+            f"https://127.0.0.1:{port}/", event_id="e", body=BODY, secrets=[SECRET]
+        )
+    assert (outcome.status_code, outcome.error) == (None, "timeout")

@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
 from support.receiver import run_receiver
+from support.shop import Endpoint, Shop
 from support.simulator import Simulator
-from test_delivery_engine import Endpoint, Shop
 
 from reconciler.adapters.models import NotificationDelivery, Payment, PaymentEvent
 from reconciler.bootstrap import Context, bootstrap

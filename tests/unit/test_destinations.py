@@ -102,20 +102,20 @@ def resolver_of(table: dict[str, Sequence[str]]) -> DestinationGuard:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("http://2130706433/hook", "loopback"),
-        ("https://0x7f.1/hook", "loopback"),
-        ("https://[::ffff:127.0.0.1]/", "loopback"),
-        ("https://0177.0.0.1/", "loopback"),
-        ("https://169.254.169.254/latest/meta-data", "metadata"),
-        ("https://inside.example/hook", "private"),
-        ("https://mixed.example/hook", "private"),  # one bad record is enough
+        ("http://2130706433/hook", "^the address is not allowed$"),
+        ("https://0x7f.1/hook", "^the address is not allowed$"),
+        ("https://[::ffff:127.0.0.1]/", "^the address is not allowed$"),
+        ("https://0177.0.0.1/", "^the address is not allowed$"),
+        ("https://169.254.169.254/latest/meta-data", "^the address is not allowed$"),
+        ("https://inside.example/hook", "^the address is not allowed$"),
+        ("https://mixed.example/hook", "^the address is not allowed$"),  # one bad record is enough
         ("https://user:pw@public.example/", "credentials"),
         ("ftp://public.example/", "https"),
         ("http://public.example/", "https"),
         ("https:///path", "no host"),
         ("https://public.example:99999/", "valid URL"),
         ("https://public.example/a b", "spaces"),
-        ("https://nowhere.example/", "no address"),
+        ("https://nowhere.example/", "does not resolve"),
         ("https://public.example/" + "a" * 2048, "2048"),
     ],
 )

@@ -6,6 +6,11 @@ private network (SSRF). The host is resolved and every address it resolves to mu
 public; a connection then goes to an address that passed the check, never to a fresh
 DNS answer, so a name that resolves to a public address at registration and to a private
 one later (DNS rebinding) cannot reach inside.
+
+Refusals say only "the address is not allowed": an answer that named the address a name
+resolved to (or its kind) would let a merchant map the private network through the API.
+Lookups have a deadline (`resolving.py`): a name whose DNS never answers does not hold
+the caller (a request thread at registration, an attempt at delivery).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import create_connection
+
+from reconciler.adapters.notify import deadline
+from reconciler.adapters.notify.resolving import LookupTimedOut, ResolverPool, shared_pool
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]  # (host, port) → addresses, as getaddrinfo gives
@@ -43,8 +51,23 @@ METADATA = frozenset(
 NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
+NOT_ALLOWED = "the address is not allowed"
+UNKNOWN_HOST = "the host name does not resolve"
+
+
 class DestinationRefused(ValueError):
-    """A URL the service will not deliver to; the message says why."""
+    """A URL the service will not deliver to; the message says why, naming no address.
+
+    `detail` says more (which address, what kind) for the operator's log only.
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class UnknownHost(DestinationRefused):
+    """The host name has no address (NXDOMAIN, or no record of a usable family)."""
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -52,7 +75,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise DestinationRefused(f"cannot resolve {host!r}: {exc}") from None
+        raise UnknownHost(UNKNOWN_HOST, f"cannot resolve {host!r}: {exc}") from None
     return [str(info[4][0]) for info in infos]
 
 
@@ -127,51 +150,68 @@ class Destination:
     scheme: str
     host: str
     port: int
-    addresses: tuple[Address, ...]
+    addresses: tuple[Address, ...]  # empty when the lookup was left to delivery time
 
     @property
     def loopback(self) -> bool:
-        return all(a.is_loopback for a in self.addresses)
+        return bool(self.addresses) and all(a.is_loopback for a in self.addresses)
 
 
 class DestinationGuard:
     """Check destinations against the address rules (off when private ones are allowed)."""
 
-    def __init__(self, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        resolver: Resolver = system_resolver,
+        lookups: ResolverPool | None = None,
+    ) -> None:
         self.allow_private = allow_private
         self.resolver = resolver
+        self.lookups = lookups
 
-    def resolve(self, host: str, port: int) -> tuple[Address, ...]:
+    def resolve(
+        self, host: str, port: int, *, timeout_s: float | None = None
+    ) -> tuple[Address, ...]:
         """Resolve `host` and return its addresses if every one may be reached; else refuse.
 
         Every address must pass, not just the first: a name with one public and one
-        private record would otherwise reach inside on the second.
+        private record would otherwise reach inside on the second. With `timeout_s` the
+        lookup runs on the lookup pool and raises `LookupTimedOut` past it.
         """
         literal = literal_address(host)
         if literal is not None:
             addresses: tuple[Address, ...] = (literal,)
         else:
+            if timeout_s is None:
+                answers = self.resolver(host, port)
+            else:
+                pool = self.lookups or shared_pool()
+                answers = pool.resolve(self.resolver, host, port, timeout_s)
             found = []
-            for raw in self.resolver(host, port):
+            for raw in answers:
                 try:
                     found.append(ipaddress.ip_address(raw))
                 except ValueError:
-                    raise DestinationRefused(f"{host!r} resolved to {raw!r}") from None
+                    raise UnknownHost(UNKNOWN_HOST, f"{host!r} resolved to {raw!r}") from None
             addresses = tuple(dict.fromkeys(found))
         if not addresses:
-            raise DestinationRefused(f"{host!r} resolves to no address")
+            raise UnknownHost(UNKNOWN_HOST, f"{host!r} resolves to no address")
         if not self.allow_private:
             for address in addresses:
                 reason = refusal(address)
                 if reason is not None:
-                    raise DestinationRefused(f"{host} resolves to {address}, {reason}")
+                    raise DestinationRefused(NOT_ALLOWED, f"{host} resolves to {address}, {reason}")
         return addresses
 
-    def check_url(self, url: str) -> Destination:
+    def check_url(self, url: str, *, lookup_timeout_s: float | None = None) -> Destination:
         """Check an endpoint URL at registration: its form, its scheme and where it resolves.
 
         `https` is required, except for a loopback host when private destinations are
-        allowed (a receiver on the developer's machine).
+        allowed (a receiver on the developer's machine). With `lookup_timeout_s`, a name
+        that does not resolve in time is accepted with no addresses: the check is left to
+        delivery time, where every connection is checked anyway.
         """
         if len(url) > MAX_URL_LENGTH:
             raise DestinationRefused(f"the URL is over {MAX_URL_LENGTH} characters")
@@ -191,7 +231,11 @@ class DestinationGuard:
         if parts.username is not None or parts.password is not None:
             raise DestinationRefused("the URL must not carry credentials")
         port = port or (443 if scheme == "https" else 80)
-        destination = Destination(url, scheme, host, port, self.resolve(host, port))
+        try:
+            addresses = self.resolve(host, port, timeout_s=lookup_timeout_s)
+        except LookupTimedOut:
+            addresses = ()
+        destination = Destination(url, scheme, host, port, addresses)
         if scheme == "http" and not (self.allow_private and destination.loopback):
             raise DestinationRefused(
                 "the URL must use https (http only to a loopback host with "
@@ -204,28 +248,43 @@ class DestinationGuard:
 
 
 class _PinnedConnection(HTTPConnection):
-    """Connect to an address the guard checked at this moment, not to a fresh DNS answer."""
+    """Connect to an address the guard checked at this moment, not to a fresh DNS answer.
+
+    Each socket is put under the deadline of the attempt that opens or reuses it
+    (`deadline.py`), through a duplicate descriptor the attempt owns.
+    """
 
     guard: DestinationGuard
 
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        attempt = deadline.current()
+        if attempt is not None and self.sock is not None:
+            attempt.watch(deadline.duplicate(self.sock))  # a kept-alive connection, reused
+        super().request(*args, **kwargs)
+
     def _new_conn(self) -> socket.socket:
-        addresses = self.guard.resolve(self._dns_host, self.port)
+        attempt = deadline.current()
+        lookup_timeout = attempt.remaining() if attempt is not None else None
+        addresses = self.guard.resolve(self._dns_host, self.port, timeout_s=lookup_timeout)
         last: OSError | None = None
         for address in addresses:
             try:
-                return create_connection(
+                sock = create_connection(
                     (str(address), self.port),
-                    self.timeout,
+                    max(0.01, attempt.remaining()) if attempt is not None else self.timeout,
                     source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
+                if attempt is not None:
+                    attempt.watch(deadline.duplicate(sock))
+                return sock
             except TimeoutError as exc:
                 raise ConnectTimeoutError(
                     self, f"connection to {self.host} ({address}) timed out"
                 ) from exc
             except OSError as exc:
                 last = exc
-        raise NewConnectionError(self, f"failed to connect to {self.host}: {last}")
+        raise NewConnectionError(self, f"failed to connect to {self.host}: {last}") from last
 
 
 class _PinnedHTTPSConnection(_PinnedConnection, HTTPSConnection):

@@ -19,6 +19,7 @@ from reconciler.adapters.repository.changes import (
 )
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
+    count_merchant_endpoints,
     delivery_for_update,
     delivery_with_target,
     enabled_endpoints,
@@ -64,6 +65,8 @@ from reconciler.adapters.repository.notify_ops import (
     endpoint_outcomes,
     endpoint_owner,
     endpoints_by_health,
+    endpoints_by_merchant,
+    live_endpoint_ids,
     merchant_names,
     oldest_undelivered_created_at,
 )
@@ -111,6 +114,7 @@ __all__ = [
     "claim_due",
     "count_by_status",
     "count_by_sync_state",
+    "count_merchant_endpoints",
     "decode_cursor",
     "delete_events_without_deliveries",
     "delete_processed_inbox",
@@ -133,6 +137,8 @@ __all__ = [
     "endpoint_outcomes",
     "endpoint_owner",
     "endpoints_by_health",
+    "endpoints_by_merchant",
+    "live_endpoint_ids",
     "event_payment_id",
     "events_per_minute",
     "halt_pending_deliveries",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import (
+    func,
     select,
     tuple_,
     update,
@@ -14,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
+    Merchant,
     NotificationDelivery,
     NotificationEvent,
     WebhookEndpoint,
@@ -58,6 +60,17 @@ def merchant_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEn
         WebhookEndpoint.merchant_id == merchant_id, WebhookEndpoint.deleted_at.is_(None)
     )
     return session.scalars(stmt.order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)).all()
+
+
+def count_merchant_endpoints(session: Session, merchant_id: str, *, lock: bool = False) -> int:
+    """How many endpoints the merchant has not deleted; `lock` holds the merchant's row
+    (on PostgreSQL) so two registrations at once cannot both pass a limit."""
+    if lock:
+        session.execute(select(Merchant.id).where(Merchant.id == merchant_id).with_for_update())
+    stmt = select(func.count()).where(
+        WebhookEndpoint.merchant_id == merchant_id, WebhookEndpoint.deleted_at.is_(None)
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def merchant_endpoint(
@@ -190,6 +203,7 @@ def revive_failed_deliveries(
             last_delay_s=None,
             lease_owner=None,
             lease_expires_at=None,
+            requested_at=now,
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -60,6 +60,41 @@ def endpoints_by_health(
     return [(e, int(p), int(f)) for e, p, f in session.execute(stmt.limit(limit))]
 
 
+def endpoints_by_merchant(
+    session: Session, *, status: str | None, limit: int, after: tuple[str, str] | None
+) -> list[EndpointHealth]:
+    """One page of every merchant's endpoints, by merchant then id (keyset: `after` is the
+    last row's (merchant id, endpoint id)), with their pending and failed deliveries."""
+    pending = func.count().filter(NotificationDelivery.status == "pending")
+    failed = func.count().filter(NotificationDelivery.status == "failed")
+    stmt = (
+        select(WebhookEndpoint, pending, failed)
+        .outerjoin(NotificationDelivery, NotificationDelivery.endpoint_id == WebhookEndpoint.id)
+        .where(WebhookEndpoint.deleted_at.is_(None))
+        .group_by(WebhookEndpoint.id)
+    )
+    if status == "disabled":
+        stmt = stmt.where(WebhookEndpoint.status == "disabled")
+    elif status == "failing":
+        stmt = stmt.where(
+            WebhookEndpoint.status == "enabled", WebhookEndpoint.failing_since.is_not(None)
+        )
+    if after is not None:
+        stmt = stmt.where(tuple_(WebhookEndpoint.merchant_id, WebhookEndpoint.id) > tuple_(*after))
+    stmt = stmt.order_by(WebhookEndpoint.merchant_id, WebhookEndpoint.id)
+    return [(e, int(p), int(f)) for e, p, f in session.execute(stmt.limit(limit))]
+
+
+def live_endpoint_ids(session: Session, endpoint_ids: Sequence[str]) -> set[str]:
+    """Those of these endpoints that exist and are not deleted."""
+    if not endpoint_ids:
+        return set()
+    stmt = select(WebhookEndpoint.id).where(
+        WebhookEndpoint.id.in_(endpoint_ids), WebhookEndpoint.deleted_at.is_(None)
+    )
+    return set(session.scalars(stmt))
+
+
 def all_deliveries(
     session: Session,
     *,

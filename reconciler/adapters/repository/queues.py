@@ -22,6 +22,7 @@ from reconciler.adapters.repository._common import (
     dialect,
     payments_table,
 )
+from reconciler.adapters.repository.fair_claims import deliveries_round_robin
 from reconciler.domain.payment import SNAPSHOT_COLUMNS
 
 
@@ -33,6 +34,9 @@ class Queue:
     table: Table
     due: str  # the column holding when the row is next due
     returning: tuple[str, ...]  # what a claim hands to the kind
+    # Deliveries only: claimed merchants in turn, at most this many leased per merchant
+    # (`fair_claims.py`); None claims oldest due first.
+    per_merchant_cap: int | None = None
 
     def column(self, name: str) -> Any:
         return self.table.c[name]
@@ -93,7 +97,13 @@ def claim_due(
     """
     if limit <= 0:
         return []
-    due = due_query(now, limit, skip_locked=dialect(session) == "postgresql", queue=queue)
+    skip_locked = dialect(session) == "postgresql"
+    if queue.per_merchant_cap is not None:
+        due = deliveries_round_robin(
+            now, limit, skip_locked=skip_locked, cap=queue.per_merchant_cap
+        )
+    else:
+        due = due_query(now, limit, skip_locked=skip_locked, queue=queue)
     stmt = (
         update(queue.table)
         .where(queue.column("id").in_(due.scalar_subquery()))
