@@ -293,6 +293,12 @@ TROUBLE: tuple[type[Exception], ...] = (
 )
 
 
+def contended(exc: BaseException) -> bool:
+    """Whether PostgreSQL broke a deadlock or a serialization conflict (worth one retry)."""
+    cause = getattr(exc, "orig", exc)
+    return getattr(cause, "sqlstate", None) in ("40P01", "40001")
+
+
 def describe(exc: BaseException) -> str:
     """Name the trouble without the driver's full message (it may carry addresses)."""
     original: Any = getattr(exc, "orig", None) or exc

@@ -38,7 +38,11 @@ ResultOut = TypeVar("ResultOut", covariant=True)
 
 
 class Batch(Protocol[ItemIn, ResultOut]):
-    """A kind of write that can store many items in the caller's transaction."""
+    """A kind of write that can store many items in the caller's transaction.
+
+    Writes are grouped by `name`: a group is stored by its first item's batch, so two
+    batches that differ in anything besides their items need two names.
+    """
 
     name: str
 
@@ -117,6 +121,10 @@ class GroupCommit:
         try:
             self._write(taken)
         except db.TROUBLE as exc:
+            if len(taken) > 1 and db.contended(exc):
+                for pending in taken:  # a deadlock across batches: each on its own
+                    self._store([pending])
+                return
             for pending in taken:
                 pending.error = exc
         except Exception as exc:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, cast
+from typing import Any, Generic
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +34,6 @@ from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
 from reconciler.services.completer import GroupCommit
 from reconciler.services.work import (
-    BatchKind,
     Done,
     Hold,
     Kind,
@@ -47,7 +46,7 @@ log = logging.getLogger(__name__)
 
 # A row whose kind cannot call it (its gateway is not configured) is looked at again then.
 NOT_CALLABLE_HOLD_S = 60.0
-# Why a row was held without a call, as the engine tells `Kind.hold`.
+# Why a row was held without a call (`Hold.why`, as the kind reads it in `complete`).
 CIRCUIT_OPEN = "circuit open"
 NOT_CALLABLE = "not configured"
 TARGET_BUSY = "target busy"
@@ -88,7 +87,7 @@ class EngineConfig:
     defer_s: float = 0.25  # how far a row over its target's in-flight cap is pushed back
 
 
-AnyKind = Kind[Any, Any] | BatchKind[Any, Any]
+AnyKind = Kind[Any, Any]
 
 
 class _Slot(Generic[RowT]):
@@ -98,15 +97,11 @@ class _Slot(Generic[RowT]):
         self.target = target
 
 
-def _batched(kind: AnyKind) -> bool:
-    return hasattr(kind, "complete")
-
-
 class _Completion:
     """A batched kind's completion as a group-commit batch: its rows, this engine's lease."""
 
-    def __init__(self, kind: BatchKind[Any, Any], owner: str) -> None:
-        self.name = f"complete:{kind.name}"
+    def __init__(self, kind: Kind[Any, Any], owner: str) -> None:
+        self.name = f"complete:{kind.name}:{owner}"  # one group per engine: its lease
         self.kind = kind
         self.owner = owner
 
@@ -141,11 +136,7 @@ class Engine:
         self._tick_lock = threading.Lock()
         # Results are stored by group commit, shared with webhooks on SQLite (`Context.writer`).
         self.writer = writer or GroupCommit(sessions)
-        self._completions = {
-            kind.name: _Completion(cast(BatchKind[Any, Any], kind), owner)
-            for kind in self.kinds
-            if _batched(kind)
-        }
+        self._completions = {kind.name: _Completion(kind, owner) for kind in self.kinds}
         # A pool per kind, as large as its slots: one kind's calls never wait for another's.
         self._pools = {
             kind.name: ThreadPoolExecutor(
@@ -340,13 +331,7 @@ class Engine:
         report: TickReport,
     ) -> Outcome[Any] | None:
         try:
-            if _batched(kind):
-                return cast(BatchKind[Any, Any], kind).call(row)
-            legacy = cast(Kind[Any, Any], kind)
-            result = legacy.call(row)
-            return Outcome(
-                result, legacy.signal(result), legacy.label(result), legacy.describe(result)
-            )
+            return kind.call(row)
         except Exception:  # a bug in a kind's call must not kill the engine
             log.exception("call crashed", extra={"kind": kind.name, "target": target})
             breaker.record_failure(clock(), "the call crashed")
@@ -356,18 +341,9 @@ class Engine:
     def _store(
         self, kind: AnyKind, row: Any, outcome: Outcome[Any], now: datetime, report: TickReport
     ) -> None:
-        if _batched(kind):
-            done = Done(row=row, now=now, outcome=outcome)
-            if not self.writer.run(self._completions[kind.name], done):
-                report.lost_leases += 1
-            return
-        legacy = cast(Kind[Any, Any], kind)
-        with self.sessions.begin() as session:
-            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
-                legacy.store(session, row, outcome.result, now)
-                return
+        done = Done(row=row, now=now, outcome=outcome)
+        if not self.writer.run(self._completions[kind.name], done):
             report.lost_leases += 1
-            legacy.lost(session, row, outcome.result, now)
 
     def _hold(
         self,
@@ -383,10 +359,5 @@ class Engine:
         if counted:
             report.held += 1
             report.count(kind.name, kind.target(row) or "-", "held")
-        if _batched(kind):
-            held: Done[Any, Any] = Done(row=row, now=now, hold=Hold(until, why))
-            self.writer.run(self._completions[kind.name], held)
-            return
-        with self.sessions.begin() as session:
-            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
-                cast(Kind[Any, Any], kind).hold(session, row, until, why, now)
+        held: Done[Any, Any] = Done(row=row, now=now, hold=Hold(until, why))
+        self.writer.run(self._completions[kind.name], held)

@@ -130,7 +130,10 @@ class _Ingests:
     name = "webhooks"
 
     def write(self, session: Session, items: Sequence[_Ingest]) -> list[Ingested]:
-        return [item.store(session) for item in items]
+        # In gateway payment order: batches that share payments lock them in one order.
+        order = sorted(range(len(items)), key=lambda i: items[i].event.gateway_payment_id or "")
+        stored = {index: items[index].store(session) for index in order}
+        return [stored[index] for index in range(len(items))]
 
 
 INGEST = _Ingests()

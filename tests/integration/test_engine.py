@@ -246,3 +246,37 @@ def test_the_tick_claims_no_more_than_its_free_slots(
         future.result(10)
     engine.close()
     assert report.claimed == min(count, kind.concurrency)
+
+
+def test_engines_sharing_one_writer_each_complete_their_own_leases(
+    ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    due_payments(client, merchant, clock, 8)
+    first, second = FakeKind(), FakeKind()
+    first.hold_in_complete = threading.Event()  # the first commit waits: the rest queue
+    writer = GroupCommit(ctx.sessions)
+    engines = [
+        Engine(
+            ctx.sessions,
+            [kind],
+            owner=owner,
+            config=EngineConfig(lease_s=60.0, max_call_s=5.0),
+            clock=clock,
+            rand=lambda: 0.5,
+            writer=writer,
+        )
+        for kind, owner in ((first, "engine-a"), (second, "engine-b"))
+    ]
+    ticks = [engine.tick() for engine in engines]
+    assert first.entered.wait(10)
+    deadline = time.monotonic() + 10
+    while len(writer._queue) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first.hold_in_complete.set()
+    for _, futures in ticks:
+        for future in futures:
+            future.result(10)
+    for engine in engines:
+        engine.close()
+    assert [report.lost_leases for report, _ in ticks] == [0, 0]
+    assert leased(ctx) == [None] * 8
