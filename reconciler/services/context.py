@@ -15,6 +15,7 @@ from reconciler.adapters.gateways.base import Gateway
 from reconciler.config import Settings
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.reliability import Reliability
 from reconciler.services.schedule import Scheduling
 
 Clock = Callable[[], datetime]
@@ -37,18 +38,23 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
+    # Webhook reliability counts and the first delays in force (`auto` included).
+    reliability: Reliability = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reliability = Reliability(self.settings)
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""
-        return Scheduling(policy=self.settings.policy(gateway), rand=self.rand, notify=self.notify)
+        return Scheduling(policy=self.policy(gateway), rand=self.rand, notify=self.notify)
 
     def read(self) -> Session:
         """Open a session for reading only (on SQLite it does not queue behind writers)."""
         return (self.readers or self.sessions)()
 
     def policy(self, gateway: str) -> PollPolicy:
-        """Return the poll policy of one gateway."""
-        return self.settings.policy(gateway)
+        """Return the poll policy of one gateway, with the first delay in force."""
+        return self.reliability.policy(gateway, self.clock())
 
     def can_register(self, gateway: str) -> bool:
         """Say whether payments may be registered for this gateway (credentials are set)."""
