@@ -152,6 +152,14 @@ class Reliability:
             totals = self.totals[gateway] = GatewayTotals()
         return totals
 
+    def snapshot(self) -> dict[str, GatewayTotals]:
+        """Copy the totals per gateway (for /metrics)."""
+        with self._lock:
+            return {
+                gateway: GatewayTotals(list(t.buckets), t.delay_sum, t.missed, t.late)
+                for gateway, t in self.totals.items()
+            }
+
     def take(self) -> tuple[dict[repo.TallyKey, list[int]], dict[repo.DelayKey, list[int]]]:
         """Hand over what was counted since the last flush."""
         with self._lock:
