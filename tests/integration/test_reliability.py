@@ -242,3 +242,19 @@ def test_metrics_show_the_delay_histogram_and_missed_and_late_per_gateway(
     assert 'reconciler_webhook_delay_seconds_count{gateway="simulator"} 3.0' in text
     assert 'reconciler_webhooks_missed_total{gateway="simulator"} 0.0' in text
     assert 'reconciler_webhooks_late_total{gateway="simulator"} 0.0' in text
+
+
+def test_the_operators_page_shows_a_panel_per_account_with_its_chart(
+    auto: Context, admin: FlaskClient, clock: FakeClock
+) -> None:
+    for hour in range(3):
+        send_terminal(admin, clock, known_delays(60), f"page{hour}")
+        clock.advance(3600)
+    reliability.flush(auto)
+    reliability.refresh(auto)
+    assert admin.post("/admin/ui/sign-in", data={"token": "admin-test-token"}).status_code == 303
+    page = admin.get("/admin/ui/").get_data(as_text=True)
+    assert 'data-testid="reliability-default-simulator"' in page
+    assert "auto: the observed quantile of terminal webhook delays" in page
+    assert page.count('class="line-p95"') == 1  # three hours in a row: one unbroken line
+    assert 'data-testid="missed-default-simulator">0 (' in page
