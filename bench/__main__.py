@@ -13,10 +13,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import deliveries, economy, ingestion, lateness, polls, realistic, scale, sweep_cost
+from bench import (
+    adaptive,
+    deliveries,
+    economy,
+    ingestion,
+    lateness,
+    polls,
+    realistic,
+    scale,
+    sweep_cost,
+)
 from reconciler.demo.stack import cleanup_on_sigterm
 
 BENCHES = {
+    "adaptive": adaptive,
     "economy": economy,
     "economy-real": realistic,
     "sweep": sweep_cost,

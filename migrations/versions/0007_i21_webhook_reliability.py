@@ -15,7 +15,7 @@ down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-TALLIES = ("received", "duplicates", "out_of_order", "bad_signatures", "by_webhook", "missed")
+TALLIES = ("received", "duplicates", "out_of_order", "bad_signatures", "by_webhook", "polled_first")
 
 
 def upgrade() -> None:

@@ -276,8 +276,8 @@ class WebhookTally(Base):
     out_of_order: Mapped[int] = mapped_column(Integer, default=0)
     bad_signatures: Mapped[int] = mapped_column(Integer, default=0)
     by_webhook: Mapped[int] = mapped_column(Integer, default=0)  # terminal status first told
-    missed: Mapped[int] = mapped_column(Integer, default=0)  # terminal status first polled
-    late: Mapped[int] = mapped_column(Integer, default=0)  # webhook after the poll's find
+    polled_first: Mapped[int] = mapped_column(Integer, default=0)  # terminal status first polled
+    late: Mapped[int] = mapped_column(Integer, default=0)  # its webhook came after all
 
 
 class WebhookDelay(Base):

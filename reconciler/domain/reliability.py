@@ -115,21 +115,31 @@ class AutoBounds:
             raise ValueError("need 0 <= the first delay's minimum <= its maximum")
 
 
+def missed(*, polled_first: int, late: int) -> int:
+    """Count the terminal statuses whose webhook never came: found by a poll, and not late.
+
+    A webhook that comes after the poll found its status is counted late, not missed, so
+    the missed rate estimates the share of webhooks lost, whatever the first delay.
+    """
+    return max(0, polled_first - late)
+
+
 def choose_first_delay(
-    terminal_delays: Histogram, *, missed: int, by_webhook: int, bounds: AutoBounds
+    terminal_delays: Histogram, *, polled_first: int, by_webhook: int, late: int, bounds: AutoBounds
 ) -> FirstDelay:
     """Choose an account's first poll delay from a day of its terminal webhooks.
 
     `terminal_delays` counts the delays of webhooks reporting a terminal status (late
     ones included: a webhook the poll beat still shows how long webhooks take);
-    `missed` counts terminal statuses a poll found first, `by_webhook` those a webhook
-    reported first. While more than half of the terminal statuses are missed (once
-    there are enough of them to say so), waiting for webhooks is waiting for nothing:
-    the minimum. With fewer than `min_samples` delays: the fallback. Otherwise the
-    quantile, within the bounds.
+    `polled_first` counts terminal statuses a poll found first, `by_webhook` those a
+    webhook reported first, `late` the webhooks that came after a poll's find. While
+    more than half of the terminal statuses are missed (once there are enough of them to
+    say so), waiting for webhooks is waiting for nothing: the minimum. With fewer than
+    `min_samples` delays: the fallback. Otherwise the quantile, within the bounds.
     """
-    settled = missed + by_webhook
-    if settled >= bounds.min_samples and 2 * missed > settled:
+    settled = polled_first + by_webhook
+    lost = missed(polled_first=polled_first, late=late)
+    if settled >= bounds.min_samples and 2 * lost > settled:
         return FirstDelay(bounds.min_s, DelaySource.MISSED_MAJORITY)
     if total(terminal_delays) < bounds.min_samples:
         return FirstDelay(bounds.fallback_s, DelaySource.FALLBACK)

@@ -27,9 +27,14 @@ class ReliabilityCollector(Collector):
             "Gateway's event time to webhook received (first deliveries)",
             labels=["gateway"],
         )
+        terminal = CounterMetricFamily(
+            "reconciler_webhook_terminal_statuses",
+            "Terminal statuses learned, by what told them first (webhook or poll)",
+            labels=["gateway", "first"],
+        )
         missed = CounterMetricFamily(
             "reconciler_webhooks_missed",
-            "Terminal statuses a poll found before any webhook reported them",
+            "Terminal statuses a poll found before any webhook (minus late: never came)",
             labels=["gateway"],
         )
         late = CounterMetricFamily(
@@ -43,8 +48,11 @@ class ReliabilityCollector(Collector):
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
             delays.add_metric([gateway], buckets, totals.delay_sum)
-            missed.add_metric([gateway], totals.missed)
+            terminal.add_metric([gateway, "webhook"], totals.by_webhook)
+            terminal.add_metric([gateway, "poll"], totals.polled_first)
+            missed.add_metric([gateway], totals.polled_first)
             late.add_metric([gateway], totals.late)
         yield delays
+        yield terminal
         yield missed
         yield late

@@ -33,7 +33,9 @@ class EventTypeReliability(Shape):
     out_of_order: int = Field(description="older than what was applied, or pending after terminal")
     bad_signatures: int = Field(description="counted under the event type `unverified`")
     delay_s: Quantiles = Field(description="gateway's event time -> received")
-    missed: int = Field(description="terminal statuses a poll found before any webhook")
+    missed: int = Field(
+        description="terminal statuses a poll found before any webhook, whose webhook never came"
+    )
     missed_rate: float | None = Field(description="missed / terminal statuses; null without any")
     late: int = Field(description="webhooks that came after a poll had found their status")
     late_delay_s: Quantiles

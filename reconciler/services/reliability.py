@@ -64,7 +64,7 @@ PRUNE_EVERY = timedelta(hours=1)
 METRIC_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 TALLY_INDEX = {name: i for i, name in enumerate(repo.TALLY_COLUMNS)}
-RECEIVED, DUPLICATES, OUT_OF_ORDER, BAD_SIGNATURES, BY_WEBHOOK, MISSED, LATE = range(7)
+RECEIVED, DUPLICATES, OUT_OF_ORDER, BAD_SIGNATURES, BY_WEBHOOK, POLLED_FIRST, LATE = range(7)
 
 
 def default_account(gateway: str) -> str:
@@ -95,7 +95,8 @@ class GatewayTotals:
 
     buckets: list[int] = field(default_factory=lambda: [0] * (len(METRIC_BUCKETS) + 1))
     delay_sum: float = 0.0
-    missed: int = 0
+    polled_first: int = 0
+    by_webhook: int = 0
     late: int = 0
 
 
@@ -115,15 +116,17 @@ class Reliability:
     # --- recording ---------------------------------------------------------------------
 
     def count(self, key: str, gateway: str, event_type: str, now: datetime, index: int) -> None:
-        """Add one to a per-minute count (missed and late also to the gateway's totals)."""
+        """Add one to a per-minute count (terminal and late ones also to the gateway's totals)."""
         row = (key, event_type[:100], slot_start(now, MINUTE_S))
         with self._lock:
             counts = self._tallies.get(row)
             if counts is None:
                 counts = self._tallies[row] = [0] * len(TALLY_INDEX)
             counts[index] += 1
-            if index == MISSED:
-                self._totals(gateway).missed += 1
+            if index == POLLED_FIRST:
+                self._totals(gateway).polled_first += 1
+            elif index == BY_WEBHOOK:
+                self._totals(gateway).by_webhook += 1
             elif index == LATE:
                 self._totals(gateway).late += 1
 
@@ -156,7 +159,9 @@ class Reliability:
         """Copy the totals per gateway (for /metrics)."""
         with self._lock:
             return {
-                gateway: GatewayTotals(list(t.buckets), t.delay_sum, t.missed, t.late)
+                gateway: GatewayTotals(
+                    list(t.buckets), t.delay_sum, t.polled_first, t.by_webhook, t.late
+                )
                 for gateway, t in self.totals.items()
             }
 
@@ -269,7 +274,7 @@ def note_polls(ctx: Context, changes: Iterable[Change]) -> None:
             continue
         event_type = terminal_event_type(after.gateway, Status(after.status))
         key = default_account(after.gateway)
-        rel.count(key, after.gateway, event_type, entry.recorded_at, MISSED)
+        rel.count(key, after.gateway, event_type, entry.recorded_at, POLLED_FIRST)
 
 
 # --- storing and reading back --------------------------------------------------------------
@@ -323,8 +328,9 @@ def choose_for(session: Session, key: str, now: datetime, bounds: AutoBounds) ->
     delays = repo.delays_since(session, key, since).values()
     return choose_first_delay(
         merge(kinds["terminal"] for kinds in delays),
-        missed=sum(t["missed"] for t in tallies),
+        polled_first=sum(t["polled_first"] for t in tallies),
         by_webhook=sum(t["by_webhook"] for t in tallies),
+        late=sum(t["late"] for t in tallies),
         bounds=bounds,
     )
 

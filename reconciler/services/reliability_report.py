@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from reconciler.adapters.repository import reliability as repo
-from reconciler.domain.reliability import FirstDelay, Histogram, merge, quantile
+from reconciler.domain.reliability import FirstDelay, Histogram, merge, missed, quantile
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, ValidationFailed
 from reconciler.services.reliability import DAY, DELAY_SLOT_S, default_account, default_gateway
@@ -61,15 +61,16 @@ def account_report(ctx: Context, account_key: str, window: str = "24h") -> dict[
     for event_type in sorted(set(tallies) | set(delays)):
         counts = tallies.get(event_type, dict.fromkeys(repo.TALLY_COLUMNS, 0))
         buckets = delays.get(event_type, {name: {} for name in repo.DELAY_COLUMNS})
-        settled = counts["missed"] + counts["by_webhook"]
+        settled = counts["polled_first"] + counts["by_webhook"]
+        lost = missed(polled_first=counts["polled_first"], late=counts["late"])
         event_types[event_type] = {
             "received": counts["received"],
             "duplicates": counts["duplicates"],
             "out_of_order": counts["out_of_order"],
             "bad_signatures": counts["bad_signatures"],
             "delay_s": quantiles(buckets["count"]),
-            "missed": counts["missed"],
-            "missed_rate": rate(counts["missed"], settled),
+            "missed": lost,
+            "missed_rate": rate(lost, settled),
             "late": counts["late"],
             "late_delay_s": quantiles(buckets["late"]),
         }
@@ -111,18 +112,19 @@ def panels(ctx: Context) -> list[Panel]:
             tallies = repo.tallies_since(session, key, since).values()
             delays = repo.delays_since(session, key, since).values()
             series = repo.delay_series(session, key, since)
-            missed = sum(t["missed"] for t in tallies)
+            polled_first = sum(t["polled_first"] for t in tallies)
             by_webhook = sum(t["by_webhook"] for t in tallies)
             late = sum(t["late"] for t in tallies)
+            lost = missed(polled_first=polled_first, late=late)
             out.append(
                 Panel(
                     account=key,
                     delay_s=quantiles(merge(kinds["count"] for kinds in delays)),
                     received=sum(t["received"] for t in tallies),
-                    missed=missed,
-                    missed_rate=rate(missed, missed + by_webhook),
+                    missed=lost,
+                    missed_rate=rate(lost, polled_first + by_webhook),
                     late=late,
-                    late_rate=rate(late, missed),
+                    late_rate=rate(late, polled_first + by_webhook),
                     first_delay=ctx.reliability.first_delay_for(key, now),
                     series=hourly(series, since),
                 )

@@ -18,6 +18,7 @@ from reconciler.domain.reliability import (
     bucket_of,
     choose_first_delay,
     judge_webhook,
+    missed,
     missed_by_poll,
     quantile,
     slot_start,
@@ -59,7 +60,9 @@ def test_no_samples_have_no_quantile() -> None:
 
 
 def test_fewer_than_fifty_delays_wait_the_fallback() -> None:
-    chosen = choose_first_delay(histogram([2.0] * 49), missed=0, by_webhook=49, bounds=BOUNDS)
+    chosen = choose_first_delay(
+        histogram([2.0] * 49), polled_first=0, by_webhook=49, late=0, bounds=BOUNDS
+    )
     assert chosen == FirstDelay(30.0, DelaySource.FALLBACK)
 
 
@@ -72,24 +75,31 @@ def test_fewer_than_fifty_delays_wait_the_fallback() -> None:
     ],
 )
 def test_fifty_delays_set_the_quantile_within_bounds(delay: float, expected: float) -> None:
-    chosen = choose_first_delay(histogram([delay] * 50), missed=0, by_webhook=50, bounds=BOUNDS)
+    chosen = choose_first_delay(
+        histogram([delay] * 50), polled_first=0, by_webhook=50, late=0, bounds=BOUNDS
+    )
     assert chosen.source is DelaySource.OBSERVED
     assert chosen.seconds == pytest.approx(expected, rel=0.15)
 
 
 @pytest.mark.parametrize(
-    ("missed", "by_webhook", "source"),
+    ("polled_first", "late", "by_webhook", "source"),
     [
-        (51, 49, DelaySource.MISSED_MAJORITY),
-        (50, 50, DelaySource.OBSERVED),  # half is not more than half
-        (30, 0, DelaySource.OBSERVED),  # too few terminal statuses to say
+        (51, 0, 49, DelaySource.MISSED_MAJORITY),
+        (50, 0, 50, DelaySource.OBSERVED),  # half is not more than half
+        (30, 0, 0, DelaySource.OBSERVED),  # too few terminal statuses to say
+        # polls beat the webhooks, but the webhooks came: slow, not lost
+        (80, 40, 20, DelaySource.OBSERVED),
+        (80, 20, 20, DelaySource.MISSED_MAJORITY),
     ],
 )
 def test_the_minimum_while_most_terminal_statuses_are_missed(
-    missed: int, by_webhook: int, source: DelaySource
+    polled_first: int, late: int, by_webhook: int, source: DelaySource
 ) -> None:
     delays = histogram([40.0] * 60)
-    chosen = choose_first_delay(delays, missed=missed, by_webhook=by_webhook, bounds=BOUNDS)
+    chosen = choose_first_delay(
+        delays, polled_first=polled_first, by_webhook=by_webhook, late=late, bounds=BOUNDS
+    )
     assert chosen.source is source
     if source is DelaySource.MISSED_MAJORITY:
         assert chosen.seconds == BOUNDS.min_s
@@ -132,6 +142,13 @@ def test_a_poll_misses_only_the_first_terminal_status(
     before: str, after: str, source: Source, missed: bool
 ) -> None:
     assert missed_by_poll(before_status=before, after_status=after, source=source) is missed
+
+
+@pytest.mark.parametrize(("polled_first", "late", "lost"), [(10, 3, 7), (3, 5, 0)])
+def test_missed_are_polled_first_whose_webhook_never_came(
+    polled_first: int, late: int, lost: int
+) -> None:
+    assert missed(polled_first=polled_first, late=late) == lost
 
 
 def test_slots_start_on_their_boundary() -> None:

@@ -22,7 +22,7 @@ TALLY_COLUMNS = (
     "out_of_order",
     "bad_signatures",
     "by_webhook",
-    "missed",
+    "polled_first",
     "late",
 )
 DELAY_COLUMNS = ("count", "terminal", "late")
