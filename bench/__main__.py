@@ -21,6 +21,7 @@ from bench import (
     lateness,
     polls,
     realistic,
+    recording,
     scale,
     sweep_cost,
 )
@@ -28,6 +29,7 @@ from reconciler.demo.stack import cleanup_on_sigterm
 
 BENCHES = {
     "adaptive": adaptive,
+    "recording": recording,
     "economy": economy,
     "economy-real": realistic,
     "sweep": sweep_cost,
