@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import math
 import random
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from statistics import NormalDist
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from support.app import SIM_SECRET, MerchantAuth, make_settings, register_payment
+from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
 from support.simulator import Simulator
+from support.webhooks import deliver, event
 
 from reconciler.adapters.models import Payment
 from reconciler.bootstrap import Context, bootstrap
@@ -30,28 +27,6 @@ ADMIN = {"Authorization": "Bearer admin-test-token"}
 SIM = "/admin/gateway_accounts/default-simulator/reliability"
 # The known distribution: webhook delays log-normal, median 3 s, sigma 0.8.
 MEDIAN_S, SIGMA = 3.0, 0.8
-
-
-def event(gid: str, status: str, at: datetime) -> bytes:
-    stamp = at.isoformat().replace("+00:00", "Z")
-    data = {"id": gid, "status": status, "amount": 1000, "currency": "EUR", "updated_at": stamp}
-    return json.dumps({"type": f"payment.{status}", "timestamp": stamp, "data": data}).encode()
-
-
-def deliver(
-    client: FlaskClient, clock: FakeClock, msg_id: str, body: bytes, secret: str = SIM_SECRET
-) -> Any:
-    """POST a webhook signed the Standard Webhooks way (computed here, not by the adapter)."""
-    ts = int(clock.now.timestamp())
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
-    headers = {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
-        "Content-Type": "application/json",
-    }
-    return client.post("/webhooks/simulator", data=body, headers=headers)
 
 
 def true_quantile(q: float) -> float:
