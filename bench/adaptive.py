@@ -329,6 +329,7 @@ def plot(runs: dict[str, dict[str, Any]]) -> None:
         f'<text x="{pad - 4}" y="{pad + 4}" text-anchor="end">{max_p99:.0f}</text>',
         f'<text x="{width / 2}" y="20" text-anchor="middle">{title}</text>',
     ]
+    placed: list[tuple[float, float]] = []
     for label, name, r in points:
         x, y = xy(r)
         fill = colours[name] if label == "auto" else "white"
@@ -336,6 +337,10 @@ def plot(runs: dict[str, dict[str, Any]]) -> None:
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{fill}" stroke="{colours[name]}" '
             'stroke-width="2"/>'
         )
-        parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}">{name}: {label}</text>')
+        lx, ly = x + 7, y - 6
+        while any(abs(ly - py) < 12 and abs(lx - px) < 90 for px, py in placed):
+            ly += 13  # a label that would overlap another goes below it
+        placed.append((lx, ly))
+        parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}">{name}: {label}</text>')
     parts.append("</svg>")
     PLOT.write_text("\n".join(parts) + "\n")
