@@ -114,7 +114,8 @@ _SECRET = spec("simulator_webhook_secret")
     "--webhook-delay-median",
     type=float,
     default=None,
-    help="log-normal webhook delays with this median, s (clipped to --webhook-delay-max if set)",
+    help="log-normal webhook delays with this median, s (clipped to --webhook-delay-max if set)"
+    "  [default: none: uniform up to --webhook-delay-max]",
 )
 @click.option(
     "--webhook-delay-sigma",
