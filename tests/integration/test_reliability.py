@@ -19,6 +19,7 @@ from support.webhooks import deliver, event
 from reconciler.adapters.models import Payment
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
+from reconciler.entrypoints.reliability_job import ReliabilityJob
 from reconciler.services import reliability
 from reconciler.services.merchants import create_merchant
 from reconciler.services.sweep import Sweeper
@@ -236,3 +237,13 @@ def test_the_operators_page_shows_a_panel_per_account_with_its_chart(
     assert "auto: the observed quantile of terminal webhook delays" in page
     assert page.count('class="line-p95"') == 1  # three hours in a row: one unbroken line
     assert 'data-testid="missed-default-simulator">0 (' in page
+
+
+def test_the_job_flushes_what_was_counted_when_it_stops(
+    auto: Context, admin: FlaskClient, clock: FakeClock
+) -> None:
+    job = ReliabilityJob(auto)
+    job.start()
+    send_terminal(admin, clock, [4.0, 6.0], "job")
+    job.stop()
+    assert report(admin)["event_types"]["payment.succeeded"]["received"] == 2
