@@ -7,14 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import requests
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import Settings
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.completer import GroupCommit
+from reconciler.services.key_cache import KeyCache
 from reconciler.services.reliability import Reliability
 from reconciler.services.schedule import Scheduling
 
@@ -36,12 +38,17 @@ class Context:
     readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
-    http: requests.Session | None = None
+    http: HttpClient | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
+    keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
+    # Group commit: the engine's results and webhooks share commits (one writer at a time).
+    writer: GroupCommit | None = None
     # Webhook reliability counts and the first delays in force (`auto` included).
     reliability: Reliability = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = GroupCommit(self.sessions)
         self.reliability = Reliability(self.settings)
 
     def scheduling(self, gateway: str) -> Scheduling:

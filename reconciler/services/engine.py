@@ -30,9 +30,9 @@ from typing import Any, Generic, cast
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters import repository
+from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
-from reconciler.domain.policy import Random
-from reconciler.services.completer import Completer
+from reconciler.services.completer import GroupCommit
 from reconciler.services.work import (
     BatchKind,
     Done,
@@ -102,6 +102,18 @@ def _batched(kind: AnyKind) -> bool:
     return hasattr(kind, "complete")
 
 
+class _Completion:
+    """A batched kind's completion as a group-commit batch: its rows, this engine's lease."""
+
+    def __init__(self, kind: BatchKind[Any, Any], owner: str) -> None:
+        self.name = f"complete:{kind.name}"
+        self.kind = kind
+        self.owner = owner
+
+    def write(self, session: Session, items: Sequence[Done[Any, Any]]) -> list[bool]:
+        return self.kind.complete(session, items, self.owner)
+
+
 class Engine:
     """Drive due rows of several kinds through their calls; one per process."""
 
@@ -114,6 +126,7 @@ class Engine:
         config: EngineConfig,
         clock: Clock,
         rand: Random | None = None,
+        writer: GroupCommit | None = None,
     ) -> None:
         self.sessions = sessions
         self.kinds = list(kinds)
@@ -126,7 +139,13 @@ class Engine:
         self._busy: Counter[str] = Counter()  # calls in flight per kind
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
-        self.completer = Completer(sessions, owner)
+        # Results are stored by group commit, shared with webhooks on SQLite (`Context.writer`).
+        self.writer = writer or GroupCommit(sessions)
+        self._completions = {
+            kind.name: _Completion(cast(BatchKind[Any, Any], kind), owner)
+            for kind in self.kinds
+            if _batched(kind)
+        }
         # A pool per kind, as large as its slots: one kind's calls never wait for another's.
         self._pools = {
             kind.name: ThreadPoolExecutor(
@@ -162,12 +181,17 @@ class Engine:
         return report
 
     def tick(
-        self, now: datetime | None = None, *, whole_batch: bool = False
+        self,
+        now: datetime | None = None,
+        *,
+        whole_batch: bool = False,
+        kinds: Collection[str] | None = None,
     ) -> tuple[TickReport, list[Future[None]]]:
         """Claim due rows up to the free slots and start their calls; do not wait.
 
         `now` pins the clock for every read of this tick (tests move it); by default
-        each result is stored at the time it arrives. `whole_batch` claims a whole batch
+        each result is stored at the time it arrives. `kinds` names the kinds known to
+        have rows due (None: all of them). `whole_batch` claims a whole batch
         whatever the free slots (the calls queue for the pool; a call that could no
         longer finish inside its lease is skipped).
         """
@@ -179,6 +203,8 @@ class Engine:
             lease_until = at + timedelta(seconds=self.config.lease_s)
             futures: list[Future[None]] = []
             for kind in self.kinds:
+                if kinds is not None and kind.name not in kinds:
+                    continue
                 # Rows deferred behind a busy target took no slot: claim again for the
                 # slots they left, so a slow target's backlog (due first, deferred on
                 # every claim) cannot keep other targets' rows waiting for the next tick.
@@ -247,7 +273,7 @@ class Engine:
         if over_cap:
             # Its target is busy: let the rows of other targets go first.
             report.deferred += 1
-            delay = self.config.defer_s * (0.5 + 0.5 * self.rand())
+            delay = jittered(self.config.defer_s, self.rand)
             until = clock() + timedelta(seconds=delay)
             self._hold(kind, row, until, TARGET_BUSY, clock(), report, counted=False)
             return []
@@ -321,7 +347,7 @@ class Engine:
     ) -> None:
         if _batched(kind):
             done = Done(row=row, now=now, outcome=outcome)
-            if not self.completer.complete(cast(BatchKind[Any, Any], kind), done):
+            if not self.writer.run(self._completions[kind.name], done):
                 report.lost_leases += 1
             return
         legacy = cast(Kind[Any, Any], kind)
@@ -348,7 +374,7 @@ class Engine:
             report.count(kind.name, kind.target(row) or "-", "held")
         if _batched(kind):
             held: Done[Any, Any] = Done(row=row, now=now, hold=Hold(until, why))
-            self.completer.complete(cast(BatchKind[Any, Any], kind), held)
+            self.writer.run(self._completions[kind.name], held)
             return
         with self.sessions.begin() as session:
             if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):

@@ -9,6 +9,7 @@ matching endpoints, so a merchant without endpoints costs no query to find that 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,18 +78,26 @@ def snapshot_of(row: Any) -> Snapshot:
     return Snapshot(**{name: mapping[name] for name in SNAPSHOT_COLUMNS})
 
 
+_BY_ID = select(*SNAPSHOT).where(payments_table.c.id == bindparam("id"))
+_BY_ID_LEASED = _BY_ID.where(payments_table.c.lease_owner == bindparam("owner"))
+_BY_GATEWAY_ID = select(*SNAPSHOT).where(
+    payments_table.c.gateway == bindparam("gateway"),
+    payments_table.c.gateway_payment_id == bindparam("gateway_payment_id"),
+)
+# PostgreSQL locks the row it reads; SQLite's writer holds the database lock already.
+_LOCKED = {id(stmt): stmt.with_for_update() for stmt in (_BY_ID, _BY_ID_LEASED, _BY_GATEWAY_ID)}
+
+
 def lock_snapshot(
     session: Session, payment_id: str, *, owner: str | None = None
 ) -> Snapshot | None:
-    """Read a payment and lock its row until the transaction ends (SQLite: the write lock).
+    """Read a payment and lock its row until the transaction ends.
 
     With `owner`, only while that sweeper still holds the row's lease.
     """
-    stmt = select(*SNAPSHOT).where(payments_table.c.id == payment_id)
-    if owner is not None:
-        stmt = stmt.where(payments_table.c.lease_owner == owner)
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    if owner is None:
+        return _read_locked(session, _BY_ID, {"id": payment_id})
+    return _read_locked(session, _BY_ID_LEASED, {"id": payment_id, "owner": owner})
 
 
 def payment_status(session: Session, payment_id: str) -> str | None:
@@ -100,16 +109,15 @@ def lock_snapshot_by_gateway_id(
     session: Session, gateway: str, gateway_payment_id: str
 ) -> Snapshot | None:
     """Read the payment a gateway id names, locking its row until the transaction ends."""
-    stmt = select(*SNAPSHOT).where(
-        payments_table.c.gateway == gateway,
-        payments_table.c.gateway_payment_id == gateway_payment_id,
-    )
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    params = {"gateway": gateway, "gateway_payment_id": gateway_payment_id}
+    return _read_locked(session, _BY_GATEWAY_ID, params)
 
 
-def _locked(session: Session, stmt: Any) -> Any:
-    return stmt.with_for_update() if dialect(session) == "postgresql" else stmt
+def _read_locked(session: Session, stmt: Any, params: dict[str, Any]) -> Snapshot | None:
+    if dialect(session) == "postgresql":
+        stmt = _LOCKED[id(stmt)]
+    row = session.connection().execute(stmt, params).first()
+    return Snapshot(*row) if row is not None else None
 
 
 def lock_gateway_payment(session: Session, gateway: str, gateway_payment_id: str) -> None:
@@ -140,19 +148,30 @@ class Stored:
 def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """Write each change's row if it is still as read (and still leased); say which were.
 
-    PostgreSQL takes the whole batch in one `UPDATE … FROM (VALUES …)`; SQLite, already
-    holding the write lock, runs the compiled statement once per row.
+    On PostgreSQL a batch is one `UPDATE … FROM` a VALUES list of the new values and the
+    checks (one round trip); SQLite, in-process, runs the one compiled UPDATE per row.
     """
     if not items:
         return []
-    if dialect(session) == "postgresql" and len(items) > 1:
-        return _store_many_postgres(session, items)
-    done: list[bool] = []
-    for item in items:
-        params = _params(item)
-        stmt = _STORE_LEASED if item.owner is not None else _STORE
-        done.append(session.execute(stmt, params).first() is not None)
-    return done
+    connection = session.connection()
+    if len(items) > 1 and dialect(session) == "postgresql":
+        params = {
+            f"p{index}_{name}": value
+            for index, item in enumerate(items)
+            for name, value in _keyed(item).items()
+        }
+        stored = {row[0] for row in connection.execute(_batch_statement(len(items)), params)}
+        return [item.change.before.id in stored for item in items]
+    return [
+        # A change that moves nothing and releases no lease writes nothing: the caller
+        # holds the row's lock, so the row is as read (a repeated report costs no UPDATE).
+        (item.owner is None and not item.change.moved)
+        or connection.execute(
+            _STORE_LEASED if item.owner is not None else _STORE, _params(item)
+        ).first()
+        is not None
+        for item in items
+    ]
 
 
 def _params(item: Stored) -> dict[str, Any]:
@@ -165,73 +184,84 @@ def _params(item: Stored) -> dict[str, Any]:
     return params
 
 
-def _store_many_postgres(session: Session, items: Sequence[Stored]) -> list[bool]:
-    """One UPDATE for a batch: the new values joined in as a VALUES list, checks included."""
-    names = ("k_id", "k_version", "k_owner", *(f"v_{name}" for name in MUTABLE_COLUMNS))
-    types = {
-        "k_id": "text",
-        "k_version": "integer",
-        "k_owner": "text",
-        **{f"v_{name}": _pg_type(name) for name in MUTABLE_COLUMNS},
-    }
-    rows: list[str] = []
-    params: dict[str, Any] = {}
-    for index, item in enumerate(items):
-        values = _params(item)
-        values.setdefault("k_owner", None)
-        cells = []
-        for name in names:
-            key = f"p{index}_{name}"
-            params[key] = _bindable(values[name])
-            cells.append(f"CAST(:{key} AS {types[name]})")
-        rows.append("(" + ", ".join(cells) + ")")
-    assignments = ", ".join(f"{name} = v.v_{name}" for name in MUTABLE_COLUMNS)
-    lease = (
-        "lease_owner = CASE WHEN v.k_owner IS NULL THEN p.lease_owner ELSE NULL END, "
-        "lease_expires_at = CASE WHEN v.k_owner IS NULL THEN p.lease_expires_at ELSE NULL END"
-    )
-    sql = (
-        f"UPDATE payments AS p SET {assignments}, {lease}, version = p.version + 1 "
-        f"FROM (VALUES {', '.join(rows)}) AS v ({', '.join(names)}) "
-        "WHERE p.id = v.k_id AND p.version = v.k_version "
-        "AND (v.k_owner IS NULL OR p.lease_owner = v.k_owner) RETURNING p.id"
-    )
-    stored = {row[0] for row in session.execute(text(sql), params)}
-    return [item.change.before.id in stored for item in items]
-
-
-_PG_TYPES = {
-    "updated_at": "timestamptz",
-    "settled_at": "timestamptz",
-    "last_event_at": "timestamptz",
-    "next_poll_at": "timestamptz",
-    "last_polled_at": "timestamptz",
-    "give_up_at": "timestamptz",
-    "poll_attempts": "integer",
-    "poll_failures": "integer",
-    "notification_sequence": "integer",
-    "last_delay_s": "double precision",
+_KEYS = ("k_id", "k_version", "k_owner")
+_NAMES = (*_KEYS, *(f"v_{name}" for name in MUTABLE_COLUMNS))
+_TYPES = {
+    "k_id": payments_table.c.id.type,
+    "k_version": payments_table.c.version.type,
+    "k_owner": payments_table.c.lease_owner.type,
+    **{f"v_{name}": payments_table.c[name].type for name in MUTABLE_COLUMNS},
+}
+# PostgreSQL types a VALUES list from its first row: say each column's type.
+_PG_CASTS = {
+    "k_id": "text",
+    "k_version": "integer",
+    "k_owner": "text",
+    "v_poll_attempts": "integer",
+    "v_poll_failures": "integer",
+    "v_notification_sequence": "integer",
+    "v_last_delay_s": "double precision",
+    **{
+        f"v_{name}": "timestamptz"
+        for name in (
+            "updated_at",
+            "settled_at",
+            "last_event_at",
+            "next_poll_at",
+            "last_polled_at",
+            "give_up_at",
+        )
+    },
 }
 
 
-def _pg_type(name: str) -> str:
-    return _PG_TYPES.get(name, "text")
+def _keyed(item: Stored) -> dict[str, Any]:
+    values = _params(item)
+    values.setdefault("k_owner", None)
+    return values
 
 
-def _bindable(value: Any) -> Any:
-    return value.value if hasattr(value, "value") and not isinstance(value, datetime) else value
+@functools.lru_cache(maxsize=256)
+def _batch_statement(size: int) -> Any:
+    """The UPDATE for a batch of `size` rows, built once per size (its compiled form cached)."""
+    rows: list[str] = []
+    binds = []
+    for index in range(size):
+        cells = []
+        for name in _NAMES:
+            key = f"p{index}_{name}"
+            binds.append(bindparam(key, type_=_TYPES[name]))
+            cells.append(f"CAST(:{key} AS {_PG_CASTS.get(name, 'text')})")
+        rows.append("(" + ", ".join(cells) + ")")
+    assignments = ", ".join(f"{name} = v.v_{name}" for name in MUTABLE_COLUMNS)
+    lease = (
+        "lease_owner = CASE WHEN v.k_owner IS NULL THEN payments.lease_owner ELSE NULL END, "
+        "lease_expires_at = CASE WHEN v.k_owner IS NULL "
+        "THEN payments.lease_expires_at ELSE NULL END"
+    )
+    sql = (
+        f"WITH v ({', '.join(_NAMES)}) AS (VALUES {', '.join(rows)}) "
+        f"UPDATE payments SET {assignments}, {lease}, version = payments.version + 1 FROM v "
+        "WHERE payments.id = v.k_id AND payments.version = v.k_version "
+        "AND (v.k_owner IS NULL OR payments.lease_owner = v.k_owner) RETURNING payments.id"
+    )
+    return text(sql).bindparams(*binds)
+
+
+_TIMELINE = insert(timeline_table)
+_EVENTS = insert(events_table)
 
 
 def append_timeline(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append timeline rows (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(timeline_table), list(rows))
+        session.connection().execute(_TIMELINE, list(rows))
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert notification events (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(events_table), list(rows))
+        session.connection().execute(_EVENTS, list(rows))
 
 
 def insert_deliveries_for(
