@@ -115,20 +115,21 @@ class Reliability:
 
     # --- recording ---------------------------------------------------------------------
 
-    def count(self, key: str, gateway: str, event_type: str, now: datetime, index: int) -> None:
-        """Add one to a per-minute count (terminal and late ones also to the gateway's totals)."""
+    def count(self, key: str, gateway: str, event_type: str, now: datetime, *indexes: int) -> None:
+        """Add one to per-minute counts (terminal and late ones also to the gateway's totals)."""
         row = (key, event_type[:100], slot_start(now, MINUTE_S))
         with self._lock:
             counts = self._tallies.get(row)
             if counts is None:
                 counts = self._tallies[row] = [0] * len(TALLY_INDEX)
-            counts[index] += 1
-            if index == POLLED_FIRST:
-                self._totals(gateway).polled_first += 1
-            elif index == BY_WEBHOOK:
-                self._totals(gateway).by_webhook += 1
-            elif index == LATE:
-                self._totals(gateway).late += 1
+            for index in indexes:
+                counts[index] += 1
+                if index == POLLED_FIRST:
+                    self._totals(gateway).polled_first += 1
+                elif index == BY_WEBHOOK:
+                    self._totals(gateway).by_webhook += 1
+                elif index == LATE:
+                    self._totals(gateway).late += 1
 
     def delay(
         self, key: str, gateway: str, event_type: str, now: datetime, seconds: float, kind: int
@@ -228,9 +229,9 @@ def note_webhook(
 ) -> None:
     """Count a first delivery: received, out of order, its delay, first-terminal or late."""
     rel, key = ctx.reliability, default_account(gateway)
-    rel.count(key, gateway, event.event_type, now, RECEIVED)
     report = event.report
     if report is None:
+        rel.count(key, gateway, event.event_type, now, RECEIVED)
         return
     verdict = WebhookVerdict()
     if payment is not None and change is not None and change.decision is not None:
@@ -240,13 +241,12 @@ def note_webhook(
             reported=report.status,
             outcome=change.decision.outcome,
         )
-    for index, happened in (
+    happened = (
         (OUT_OF_ORDER, verdict.out_of_order),
         (BY_WEBHOOK, verdict.first_terminal),
         (LATE, verdict.late),
-    ):
-        if happened:
-            rel.count(key, gateway, event.event_type, now, index)
+    )
+    rel.count(key, gateway, event.event_type, now, RECEIVED, *(i for i, yes in happened if yes))
     if report.occurred_at is not None:
         seconds = (now - report.occurred_at).total_seconds()
         kind = 2 if verdict.late else 1 if report.status.terminal else 0
