@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import (
+    adaptive,
     deliveries,
     economy,
     gateway_http,
@@ -22,6 +23,7 @@ from bench import (
     polls,
     profiles,
     realistic,
+    recording,
     scale,
     sweep_cost,
 )
@@ -37,6 +39,8 @@ BENCHES = {
     "scale": scale,
     "deliveries": deliveries,
     "gateway-http": gateway_http,
+    "adaptive": adaptive,
+    "recording": recording,
     # Profiles run only when asked for by name (--only), not in a plain `make bench`.
     "profile-poll": profiles.POLL,
     "profile-webhook": profiles.WEBHOOK,

@@ -26,7 +26,7 @@ from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome as ReportOutcome
 from reconciler.domain.status import Source
 from reconciler.domain.sync import Held
-from reconciler.services import changes, creation, gateway_calls
+from reconciler.services import changes, creation, gateway_calls, reliability
 from reconciler.services.context import Context
 from reconciler.services.engine import NOT_CALLABLE
 from reconciler.services.gateway_calls import Answer
@@ -90,6 +90,9 @@ class PaymentPolls:
             )
             batch.append((index, Stored(change, owner)))
         written = changes.store(session, [stored for _, stored in batch], notify=self.ctx.notify)
+        reliability.note_polls(
+            self.ctx, [s.change for (_, s), ok in zip(batch, written, strict=True) if ok]
+        )
         for (index, _), ok in zip(batch, written, strict=True):
             results[index] = ok or self._again(session, done[index], owner)
         return [results[index] for index in range(len(done))]
@@ -117,7 +120,9 @@ class PaymentPolls:
             self._lost(session, item)
             return False
         change = apply(current, self._event(item), self._policy(current), item.now, self.ctx.rand)
-        return changes.store(session, [Stored(change, owner)], notify=self.ctx.notify)[0]
+        stored = changes.store(session, [Stored(change, owner)], notify=self.ctx.notify)[0]
+        reliability.note_polls(self.ctx, [change] if stored else [])
+        return stored
 
     def _lost(self, session: Session, item: Done[Snapshot, Answer]) -> None:
         answer = item.outcome.result if item.outcome is not None else None

@@ -24,7 +24,7 @@ from reconciler.config import GATEWAYS
 from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
 from reconciler.domain.status import Outcome, Source
 from reconciler.domain.sync import KEEP
-from reconciler.services import changes
+from reconciler.services import changes, reliability
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, SignatureRejected, WebhookUnreadable
 
@@ -61,6 +61,7 @@ def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: byte
     try:
         event = gateway.parse_webhook(case_insensitive(headers), body, now)
     except InvalidSignature as exc:
+        reliability.note_bad_signature(ctx, gateway_name, now)
         raise SignatureRejected(str(exc) or "signature verification failed") from None
     except MalformedWebhook as exc:
         raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
@@ -106,20 +107,24 @@ class _Ingest:
             session, _inbox_row(gateway_name, event, body, now, payment, change)
         )
         if entry_id is None:
+            reliability.note_duplicate(ctx, gateway_name, event, now)
             if payment is not None:
                 changes.append_entry(session, payment.id, _duplicate(payment, event, now))
             return Ingested(
                 WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
             )
         if event.report is None:
+            reliability.note_webhook(ctx, gateway_name, event, now)
             return Ingested(WebhookResult.IGNORED, event.event_id)
         if payment is None or change is None or change.decision is None:
             log.info(
                 "webhook for a payment not registered yet",
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
+            reliability.note_webhook(ctx, gateway_name, event, now)
             return Ingested(WebhookResult.ORPHAN, event.event_id)
         changes.store(session, [Stored(change)], notify=ctx.notify)
+        reliability.note_webhook(ctx, gateway_name, event, now, payment, change)
         outcome = change.decision.outcome.value
         return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
 
