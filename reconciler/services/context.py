@@ -12,6 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.registry import AdapterRegistry
+from reconciler.adapters.models import DEFAULT_ACCOUNT
+from reconciler.adapters.secrets import SecretBox
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.services.schedule import Outbox, Scheduling
@@ -36,6 +39,8 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
     outbox: Outbox | None = None  # merchant notifications; None: nobody is told
+    secrets: SecretBox = field(default_factory=SecretBox)  # seals stored secrets
+    accounts: AdapterRegistry | None = None  # adapters of merchants' own gateway accounts
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""
@@ -52,6 +57,12 @@ class Context:
     def can_register(self, gateway: str) -> bool:
         """Say whether payments may be registered for this gateway (credentials are set)."""
         return gateway in self.gateways and self.settings.gateway(gateway).enabled
+
+    def gateway_for(self, gateway: str, account: str = DEFAULT_ACCOUNT) -> Gateway | None:
+        """Return the adapter of one gateway account (`default`: the environment's)."""
+        if account == DEFAULT_ACCOUNT or self.accounts is None:
+            return self.gateways.get(gateway) if account == DEFAULT_ACCOUNT else None
+        return self.accounts.get(gateway, account, self.clock())
 
     def close(self) -> None:
         if self.http is not None:

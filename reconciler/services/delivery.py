@@ -93,7 +93,8 @@ class Deliveries:
             return Skipped()
         with self._lock:
             self._payments[row.id] = job.payment_id
-        return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
+        secrets = self.ctx.secrets.open_all(job.secrets)  # stored sealed
+        return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=secrets)
 
     def signal(self, result: Result) -> Signal:
         if isinstance(result, Skipped):

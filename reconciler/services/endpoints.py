@@ -19,6 +19,7 @@ from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.notifications import disable_endpoint, new_id
 from reconciler.services.payments import page_start
+from reconciler.services.secrets import seal
 
 ROTATION_OVERLAP = timedelta(hours=24)
 ENABLED, DISABLED = "enabled", "disabled"
@@ -74,6 +75,7 @@ def create_endpoint(
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; return it with its secret (shown here and on rotation only)."""
     now = ctx.clock()
+    secret = new_secret()
     endpoint = WebhookEndpoint(
         id=new_id("we"),
         merchant_id=merchant.id,
@@ -81,13 +83,13 @@ def create_endpoint(
         events=_events(events),
         description=description,
         status=ENABLED,
-        secret=new_secret(),
+        secret=seal(ctx, secret),
         created_at=now,
         updated_at=now,
     )
     with ctx.sessions.begin() as session:
         session.add(endpoint)
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 def list_endpoints(ctx: Context, merchant: Merchant) -> Sequence[WebhookEndpoint]:
@@ -145,13 +147,15 @@ def rotate_secret(
 ) -> tuple[WebhookEndpoint, str]:
     """Give the endpoint a new secret; the one it replaces still signs for 24 h."""
     now = ctx.clock()
+    secret = new_secret()
+    sealed = seal(ctx, secret)
     with ctx.sessions.begin() as session:
         endpoint = _locked(session, merchant, endpoint_id)
         endpoint.previous_secret = endpoint.secret
         endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
-        endpoint.secret = new_secret()
+        endpoint.secret = sealed
         endpoint.updated_at = now
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 def list_deliveries(

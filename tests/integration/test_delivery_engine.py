@@ -30,7 +30,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-from support.app import SIM_SECRET, MerchantAuth, make_settings, register_payment
+from support.app import SECRETS_KEY, SIM_SECRET, MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
 from support.receiver import Answer, Received, Receiver, run_receiver
 from support.simulator import Simulator
@@ -584,6 +584,7 @@ def test_a_sweep_killed_mid_delivery_loses_nothing(
             "RECONCILER_DATABASE_URL": db_url,
             "RECONCILER_SIMULATOR_URL": simulator.url,
             "RECONCILER_SIMULATOR_WEBHOOK_SECRET": SIM_SECRET,
+            "RECONCILER_SECRETS_KEY": SECRETS_KEY,
             "RECONCILER_LEASE_S": "40",
             "RECONCILER_NOTIFY_ALLOW_PRIVATE": "1",
             "RECONCILER_NOTIFY_TIMEOUT_S": "15",

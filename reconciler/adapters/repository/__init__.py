@@ -4,6 +4,11 @@ One module per table (or per reader, for the operators' overviews); callers keep
 `repository.claim_due(...)`, so this module gathers the names.
 """
 
+from reconciler.adapters.repository.accounts import (
+    gateway_account,
+    gateway_accounts,
+    rows_with_secrets,
+)
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
     delivery_for_update,
@@ -109,6 +114,8 @@ __all__ = [
     "due_query",
     "earliest_due",
     "enabled_endpoints",
+    "gateway_account",
+    "gateway_accounts",
     "encode_cursor",
     "encode_delivery_cursor",
     "endpoint_counts",
@@ -146,4 +153,5 @@ __all__ = [
     "record_heartbeat",
     "release_lease",
     "revive_failed_deliveries",
+    "rows_with_secrets",
 ]
