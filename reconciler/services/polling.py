@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import AuthError, GatewayPayment, TransientError
+from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.domain.status import Outcome, Source, Status
 from reconciler.domain.sync import Held, NotKnown
 from reconciler.services import creation, gateway_calls
@@ -36,6 +37,11 @@ GATEWAY_NOT_CONFIGURED = "gateway not configured"
 ORPHAN_RACE_WINDOW = timedelta(hours=1)
 
 
+def breaker_key(gateway: str, account: str) -> str:
+    """Name a gateway account's breaker: the gateway for `default`, else `gateway/gwa_…`."""
+    return gateway if account == DEFAULT_ACCOUNT else f"{gateway}/{account}"
+
+
 @dataclass(frozen=True)
 class PollRow:
     """A payment leased for one call: a poll, or a creation when it has no gateway id."""
@@ -47,6 +53,8 @@ class PollRow:
     currency: str
     merchant_reference: str
     idempotency_key: str
+    merchant_id: str = ""
+    gateway_account: str = DEFAULT_ACCOUNT
 
     @property
     def creating(self) -> bool:
@@ -73,10 +81,15 @@ class PaymentPolls:
         return row.id
 
     def target(self, row: PollRow) -> str | None:
-        return row.gateway if row.gateway in self.ctx.gateways else None
+        """Key the breaker per account: one merchant's revoked key trips only its own."""
+        if self.ctx.gateway_for(row.gateway, row.gateway_account) is None:
+            return None
+        return breaker_key(row.gateway, row.gateway_account)
 
     def call(self, row: PollRow) -> Answer:
-        gateway = self.ctx.gateways[row.gateway]
+        gateway = self.ctx.gateway_for(row.gateway, row.gateway_account)
+        if gateway is None:
+            return TransientError(GATEWAY_NOT_CONFIGURED)
         with self._lock:
             self.counts["create" if row.creating else "poll"] += 1
         if row.gateway_payment_id is None:
@@ -85,6 +98,7 @@ class PaymentPolls:
                 currency=row.currency,
                 merchant_reference=row.merchant_reference,
                 idempotency_key=row.idempotency_key,
+                merchant_id=row.merchant_id,
             )
             return gateway_calls.create(gateway, request)
         return gateway_calls.fetch(gateway, row.gateway_payment_id)

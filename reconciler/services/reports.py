@@ -141,7 +141,9 @@ def apply_orphans(session: Session, payment: Payment, *, now: datetime, sched: S
     """Apply webhooks that arrived before the payment was known, in arrival order."""
     if payment.gateway_payment_id is None:
         return 0
-    orphans = repository.orphan_webhooks(session, payment.gateway, payment.gateway_payment_id)
+    orphans = repository.orphan_webhooks(
+        session, payment.gateway, payment.gateway_payment_id, payment.gateway_account
+    )
     for entry in orphans:
         apply_inbox_entry(session, payment, entry, now=now, sched=sched)
     return len(orphans)

@@ -16,6 +16,7 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.adapters.gateways.http import case_insensitive
+from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.config import GATEWAYS
 from reconciler.domain.status import Outcome, Source, Status
 from reconciler.services.context import Context
@@ -40,15 +41,24 @@ class Ingested:
     outcome: str | None = None
 
 
-def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: bytes) -> Ingested:
-    """Verify a delivery and store and apply it in one transaction.
+def ingest_webhook(
+    ctx: Context,
+    gateway_name: str,
+    headers: Headers,
+    body: bytes,
+    account: str = DEFAULT_ACCOUNT,
+) -> Ingested:
+    """Verify a delivery with one account's secrets, and store and apply it in one transaction.
 
     Raises SignatureRejected / WebhookUnreadable before anything is stored. A second
     delivery of the same gateway event id changes no payment; it is noted on the
-    timeline as a duplicate. `headers` is a case-insensitive mapping (Flask's).
+    timeline as a duplicate. `headers` is a case-insensitive mapping (Flask's). An
+    event applies only to the payments of the account whose path received it.
     """
-    gateway = ctx.gateways.get(gateway_name)
+    gateway = ctx.gateway_for(gateway_name, account) if gateway_name in GATEWAYS else None
     if gateway is None:
+        if account != DEFAULT_ACCOUNT:
+            raise NotFound(f"no {gateway_name} gateway account {account}")
         known = "is not configured" if gateway_name in GATEWAYS else "is unknown"
         raise NotFound(f"gateway {gateway_name!r} {known}")
     now = ctx.clock()
@@ -62,10 +72,11 @@ def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: byte
         raise WebhookUnreadable("event or payment id longer than 200 characters")
     sched = ctx.scheduling(gateway_name)
     with ctx.sessions.begin() as session:
-        entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))
+        row = _inbox_row(gateway_name, event, body, now) | {"gateway_account": account}
+        entry_id = repository.insert_inbox(session, row)
         payment = (
             repository.payment_by_gateway_id(
-                session, gateway_name, event.gateway_payment_id, for_update=True
+                session, gateway_name, event.gateway_payment_id, account=account, for_update=True
             )
             if event.gateway_payment_id
             else None

@@ -137,6 +137,8 @@ class RazorpayGateway:
                 "notes": {
                     "idempotency_key": request.idempotency_key,
                     "merchant_reference": request.merchant_reference,
+                    # Who the service created it for (ownership of a later registration).
+                    **({"reconciler_merchant": request.merchant_id} if request.merchant_id else {}),
                 },
             },
         )

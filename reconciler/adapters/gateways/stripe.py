@@ -120,6 +120,9 @@ class StripeGateway:
             "currency": request.currency.lower(),
             "metadata[merchant_reference]": request.merchant_reference,
         }
+        if request.merchant_id:
+            # Who the service created it for: a registration by another merchant is checked.
+            form["metadata[reconciler_merchant]"] = request.merchant_id
         intent = self._send(
             "POST",
             f"{self._base}/v1/payment_intents",

@@ -49,6 +49,8 @@ PAYMENT_POLLS = Queue(
         "currency",
         "merchant_reference",
         "idempotency_key",
+        "merchant_id",
+        "gateway_account",
     ),
 )
 
