@@ -12,6 +12,7 @@ import click
 
 from reconciler import __version__
 from reconciler.config import ConfigError, Settings, spec
+from reconciler.entrypoints.cli_accounts import account, secrets
 from reconciler.services.merchants import ROTATION_GRACE
 from reconciler.services.retention import MIN_RETENTION_DAYS
 from reconciler.simulator.cli import simulator
@@ -137,6 +138,8 @@ def sweep(once: bool) -> None:
 
 
 cli.add_command(simulator)
+cli.add_command(account)
+cli.add_command(secrets)
 
 
 @cli.command()

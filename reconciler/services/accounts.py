@@ -185,3 +185,15 @@ def _default(ctx: Context, gateway: str) -> str:
             f"(set its RECONCILER_{gateway.upper()}_* credentials, or add a gateway account)"
         )
     return DEFAULT_ACCOUNT
+
+
+def merchant_named(ctx: Context, name_or_id: str) -> str:
+    """Return the id of the one merchant with this id or name."""
+    with ctx.read() as session:
+        found = repository.merchants_named(session, name_or_id)
+    if not found:
+        raise NotFound(f"no merchant named {name_or_id!r}")
+    if len(found) > 1:
+        ids = ", ".join(m.id for m in found)
+        raise ValidationFailed(f"several merchants are named {name_or_id!r} ({ids}): use an id")
+    return found[0].id
