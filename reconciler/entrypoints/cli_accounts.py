@@ -61,7 +61,7 @@ def _credentials(
         "key_id": key_id,
         "key_secret": _read_secret(key_secret_file),
     }
-    kept = {k: v for k, v in given.items() if v is not None}
+    kept: dict[str, object] = {k: v for k, v in given.items() if v is not None}
     return kept or None
 
 
