@@ -35,13 +35,15 @@ def rotate_secrets(ctx: Context, *, only_clear: bool = False) -> int:
         raise SecretsKeyMissing("RECONCILER_SECRETS_KEY is not set: nothing can be encrypted")
     changed = 0
     with ctx.sessions.begin() as session:
-        for row, columns in repository.rows_with_secrets(session):
-            for column in columns:
-                stored = getattr(row, column)
-                if stored is None or (only_clear and is_sealed(stored)):
-                    continue
-                setattr(row, column, ctx.secrets.reseal(stored))
-                changed += 1
+        for table, row_id, stored in list(repository.rows_with_secrets(session)):
+            resealed = {
+                column: ctx.secrets.reseal(value)
+                for column, value in stored.items()
+                if not (only_clear and is_sealed(value))
+            }
+            if resealed:
+                repository.store_secrets(session, table, row_id, resealed)
+                changed += len(resealed)
     if changed:
         log.info("stored secrets encrypted", extra={"count": changed, "only_clear": only_clear})
     return changed

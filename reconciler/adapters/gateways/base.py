@@ -33,10 +33,6 @@ class GatewayPayment:
     occurred_at: datetime | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     attempt_error: str | None = None  # why the customer's last attempt failed, if it did
-    amount: int | None = None  # what the gateway says it is for, in minor units
-    currency: str | None = None  # upper-case ISO 4217
-    merchant_tag: str | None = None  # the merchant id the service tagged it with, if any
-    waiting_for_customer: bool = False  # nobody has paid yet (abandonment applies)
 
     def report(self) -> Report:
         return Report(self.status, self.gateway_status, self.occurred_at)

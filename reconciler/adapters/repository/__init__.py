@@ -8,6 +8,7 @@ from reconciler.adapters.repository.accounts import (
     gateway_account,
     gateway_accounts,
     rows_with_secrets,
+    store_secrets,
 )
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
@@ -154,4 +155,5 @@ __all__ = [
     "release_lease",
     "revive_failed_deliveries",
     "rows_with_secrets",
+    "store_secrets",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import GatewayAccount, WebhookEndpoint
@@ -40,9 +40,16 @@ SEALED_COLUMNS: tuple[tuple[type[Any], tuple[str, ...]], ...] = (
 )
 
 
-def rows_with_secrets(session: Session, batch: int = 500) -> Iterator[tuple[Any, tuple[str, ...]]]:
-    """Yield every row holding a sealed secret, locked, with the names of those columns."""
+def rows_with_secrets(session: Session) -> Iterator[tuple[Any, str, dict[str, str]]]:
+    """Yield (table, row id, its stored secrets by column) for every row holding one, locked."""
     for model, columns in SEALED_COLUMNS:
-        query = select(model).order_by(model.id).with_for_update()
-        for row in session.scalars(query.execution_options(yield_per=batch)):
-            yield row, columns
+        query = select(model.id, *(getattr(model, c) for c in columns)).order_by(model.id)
+        for row in session.execute(query.with_for_update()).all():
+            values = {c: v for c, v in zip(columns, row[1:], strict=True) if v is not None}
+            if values:
+                yield model, row[0], values
+
+
+def store_secrets(session: Session, model: Any, row_id: str, values: dict[str, str]) -> None:
+    """Write re-encrypted secrets back to one row."""
+    session.execute(update(model).where(model.id == row_id).values(**values))
