@@ -16,9 +16,7 @@ from reconciler.adapters.gateways.registry import AdapterRegistry
 from reconciler.adapters.secrets import SecretBox
 from reconciler.config import GATEWAYS, GatewayConfig, Settings
 from reconciler.domain.policy import Random
-from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.context import Context, utc_now
-from reconciler.services.notifications import PaymentOutbox
 
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
@@ -95,7 +93,7 @@ def bootstrap(
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
-        outbox=PaymentOutbox(render=payment_resource, policy=settings.notify.policy),
+        notify=settings.notify.policy,
         secrets=box,
         accounts=accounts,
     )

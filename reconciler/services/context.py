@@ -16,8 +16,9 @@ from reconciler.adapters.gateways.registry import AdapterRegistry
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.secrets import SecretBox
 from reconciler.config import Settings
+from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
-from reconciler.services.schedule import Outbox, Scheduling
+from reconciler.services.schedule import Scheduling
 
 Clock = Callable[[], datetime]
 
@@ -38,13 +39,13 @@ class Context:
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: requests.Session | None = None
-    outbox: Outbox | None = None  # merchant notifications; None: nobody is told
+    notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
     secrets: SecretBox = field(default_factory=SecretBox)  # seals stored secrets
     accounts: AdapterRegistry | None = None  # adapters of merchants' own gateway accounts
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""
-        return Scheduling(policy=self.settings.policy(gateway), rand=self.rand, outbox=self.outbox)
+        return Scheduling(policy=self.settings.policy(gateway), rand=self.rand, notify=self.notify)
 
     def read(self) -> Session:
         """Open a session for reading only (on SQLite it does not queue behind writers)."""

@@ -28,8 +28,9 @@ from reconciler.domain.delivery import (
     describe_failure,
 )
 from reconciler.services.context import Context
-from reconciler.services.engine import TARGET_BUSY, Signal
+from reconciler.services.engine import TARGET_BUSY
 from reconciler.services.notifications import delivery_job, disable_endpoint, store_attempt
+from reconciler.services.work import Signal
 
 log = logging.getLogger(__name__)
 

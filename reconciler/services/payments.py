@@ -67,6 +67,11 @@ def register_payment(
     sched = ctx.scheduling(request.gateway)
     try:
         with ctx.sessions.begin() as session:
+            if request.gateway_payment_id is not None:
+                # A webhook for it may be arriving now: one of the two waits for the other.
+                repository.lock_gateway_payment(
+                    session, request.gateway, request.gateway_payment_id
+                )
             existing = repository.payment_by_reference(
                 session, merchant.id, request.merchant_reference
             )

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from sqlalchemy.orm import Session
+
 from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import (
     Headers,
@@ -17,11 +19,14 @@ from reconciler.adapters.gateways.base import (
 )
 from reconciler.adapters.gateways.http import case_insensitive
 from reconciler.adapters.models import DEFAULT_ACCOUNT
+from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
-from reconciler.domain.status import Outcome, Source, Status
+from reconciler.domain.payment import Entry, Reporting, Snapshot, apply
+from reconciler.domain.status import Outcome, Source
+from reconciler.domain.sync import KEEP
+from reconciler.services import changes
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, SignatureRejected, WebhookUnreadable
-from reconciler.services.reports import apply_webhook, record_event
 
 log = logging.getLogger(__name__)
 
@@ -70,55 +75,72 @@ def ingest_webhook(
         raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
         raise WebhookUnreadable("event or payment id longer than 200 characters")
-    sched = ctx.scheduling(gateway_name)
+    policy = ctx.policy(gateway_name)
     with ctx.sessions.begin() as session:
         row = _inbox_row(gateway_name, event, body, now) | {"gateway_account": account}
         entry_id = repository.insert_inbox(session, row)
-        payment = (
-            repository.payment_by_gateway_id(
-                session, gateway_name, event.gateway_payment_id, account=account, for_update=True
-            )
-            if event.gateway_payment_id
-            else None
-        )
+        payment = _locked_payment(session, gateway_name, event.gateway_payment_id, account)
         if entry_id is None:
             if payment is not None:
-                record_event(
-                    session,
-                    payment,
-                    source=Source.WEBHOOK,
-                    outcome=Outcome.DUPLICATE,
-                    from_status=Status(payment.status),
-                    now=now,
-                    gateway_status=event.report.gateway_status if event.report else None,
-                    gateway_event_id=event.event_id,
-                    detail={"event_type": event.event_type},
-                )
+                changes.append_entry(session, payment.id, _duplicate(payment, event, now))
             return Ingested(
                 WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
             )
         if event.report is None:
             return Ingested(WebhookResult.IGNORED, event.event_id)
+        if payment is None and event.gateway_payment_id:
+            # Its registration may be committing right now: wait for it, then look again.
+            repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
+            payment = _locked_payment(session, gateway_name, event.gateway_payment_id, account)
         if payment is None:
             log.info(
                 "webhook for a payment not registered yet",
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
             return Ingested(WebhookResult.ORPHAN, event.event_id)
-        decision = apply_webhook(
-            session,
-            payment,
-            event.report,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            detail=event.detail,
-            now=now,
-            sched=sched,
-        )
+        change = apply(payment, _reporting(event), policy, now, ctx.rand)
+        changes.store(session, [Stored(change)], notify=ctx.notify)
+        assert change.decision is not None
+        outcome = change.decision.outcome.value
         repository.mark_inbox_applied(
-            session, entry_id, payment_id=payment.id, outcome=decision.outcome.value, now=now
+            session, entry_id, payment_id=payment.id, outcome=outcome, now=now
         )
-        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, decision.outcome.value)
+        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
+
+
+def _locked_payment(
+    session: Session, gateway: str, gateway_payment_id: str | None, account: str
+) -> Snapshot | None:
+    if not gateway_payment_id:
+        return None
+    return repository.lock_snapshot_by_gateway_id(session, gateway, gateway_payment_id, account)
+
+
+def _reporting(event: WebhookEvent) -> Reporting:
+    """A webhook's report; one that says why the customer's attempt failed shows it."""
+    assert event.report is not None
+    detail = dict(event.detail or {})
+    attempt_error = detail.get("attempt_error")
+    return Reporting(
+        report=event.report,
+        source=Source.WEBHOOK,
+        gateway_event_id=event.event_id,
+        detail={**detail, "event_type": event.event_type},
+        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
+    )
+
+
+def _duplicate(payment: Snapshot, event: WebhookEvent, now: datetime) -> Entry:
+    return Entry(
+        source=Source.WEBHOOK,
+        outcome=Outcome.DUPLICATE,
+        from_status=payment.status,
+        to_status=payment.status,
+        recorded_at=now,
+        gateway_status=event.report.gateway_status if event.report else None,
+        gateway_event_id=event.event_id,
+        detail={"event_type": event.event_type},
+    )
 
 
 def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) -> dict[str, object]:

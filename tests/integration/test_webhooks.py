@@ -345,7 +345,7 @@ def test_a_status_change_is_logged_with_the_payment_and_gateway(
     client: FlaskClient, merchant: MerchantAuth, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     pid = register(client, merchant, "sim_pay_log")
-    with caplog.at_level("INFO", logger="reconciler.services.reports"):
+    with caplog.at_level("INFO", logger="reconciler.services.changes"):
         deliver(client, clock, "m_log", event("sim_pay_log", "succeeded", clock.now))
     (record,) = [r for r in caplog.records if r.getMessage() == "payment status reported"]
     assert (record.payment_id, record.gateway, record.to_status) == (pid, "simulator", "succeeded")

@@ -22,6 +22,7 @@ from reconciler.adapters.repository._common import (
     dialect,
     payments_table,
 )
+from reconciler.domain.payment import SNAPSHOT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,7 @@ PAYMENT_POLLS = Queue(
     name="payment_polls",
     table=payments_table,
     due="next_poll_at",
-    returning=(
-        "id",
-        "gateway",
-        "gateway_payment_id",
-        "amount",
-        "currency",
-        "merchant_reference",
-        "idempotency_key",
-        "merchant_id",
-        "gateway_account",
-    ),
+    returning=SNAPSHOT_COLUMNS,  # the whole row: the decision runs over what the claim read
 )
 
 
