@@ -1,4 +1,4 @@
-"""Gateway accounts; payments and webhooks per account; secrets sealed; cancel reason.
+"""Gateway accounts; payments and webhooks per account; secrets sealed; amounts; cancel reason.
 
 Revision ID: 0007_i20
 Revises: 0006
@@ -66,6 +66,9 @@ def upgrade() -> None:
                 server_default="default",
             )
         )
+        batch.add_column(sa.Column("report_amount", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("report_currency", sa.String(length=3), nullable=True))
+        batch.add_column(sa.Column("report_owner", sa.String(length=64), nullable=True))
         batch.drop_constraint("uq_webhook_events_gateway_gateway_event_id", type_="unique")
         batch.drop_constraint("uq_webhook_events_gateway_body_sha256", type_="unique")
         batch.create_unique_constraint(
@@ -107,6 +110,9 @@ def downgrade() -> None:
         batch.create_unique_constraint(
             "uq_webhook_events_gateway_gateway_event_id", ["gateway", "gateway_event_id"]
         )
+        batch.drop_column("report_owner")
+        batch.drop_column("report_currency")
+        batch.drop_column("report_amount")
         batch.drop_column("gateway_account")
     op.create_index(
         "ix_webhook_events_orphans",

@@ -23,6 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from reconciler.domain.ownership import DEFAULT_ACCOUNT
+
+__all__ = ["DEFAULT_ACCOUNT"]  # the rest are the models, imported by name
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -68,9 +72,6 @@ class Merchant(Base):
     # The key replaced by the last rotation, accepted until `previous_key_expires_at`.
     previous_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
     previous_key_expires_at: Mapped[datetime | None]
-
-
-DEFAULT_ACCOUNT = "default"
 
 
 class GatewayAccount(Base):
@@ -187,6 +188,10 @@ class WebhookInbox(Base):
     gateway_status: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime | None]
     detail: Mapped[dict[str, Any] | None]  # what the adapter read besides the status
+    # The report's amount, currency and owner tag: an orphan is checked like a live event.
+    report_amount: Mapped[int | None] = mapped_column(BigInteger)
+    report_currency: Mapped[str | None] = mapped_column(String(3))
+    report_owner: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(16))

@@ -30,9 +30,17 @@ class PollPolicy:
     # A failed call retries after this, doubling, up to the delay in force (0: it waits
     # for the next step of the schedule instead). See `domain.sync`.
     retry_first: float = 1.0
+    # A payment still waiting for its customer this long after creation is abandoned.
+    abandon_after: float = 86400.0
 
     def __post_init__(self) -> None:
-        delays = (self.first_delay, self.base_delay, self.max_delay, self.give_up_after)
+        delays = (
+            self.first_delay,
+            self.base_delay,
+            self.max_delay,
+            self.give_up_after,
+            self.abandon_after,
+        )
         if min(*delays, self.retry_first) < 0:
             raise ValueError("poll delays must not be negative")
         if self.factor < 1:

@@ -48,6 +48,7 @@ class ReviewReason(StrEnum):
     CONFLICTING_REPORTS = "conflicting_reports"
     LATE_SUCCESS = "late_success"
     UNKNOWN_TO_GATEWAY = "unknown_to_gateway"
+    AMOUNT_MISMATCH = "amount_mismatch"
 
 
 @dataclass(frozen=True)

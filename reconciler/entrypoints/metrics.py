@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 
 from reconciler.adapters.gateways.base import (
     AuthError,
+    Cancels,
     CreateRequest,
     Gateway,
     GatewayPayment,
@@ -200,6 +201,12 @@ class TimedGateway:
 
     def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         return self.inner.parse_webhook(headers, body, now)
+
+    def cancel_payment(self, gateway_payment_id: str, reason: str) -> GatewayPayment:
+        inner = self.inner
+        if not isinstance(inner, Cancels):
+            raise RequestRejected(f"{self.name} cannot cancel a payment")
+        return self._timed("cancel", lambda: inner.cancel_payment(gateway_payment_id, reason))
 
     def _timed(self, operation: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()

@@ -19,9 +19,10 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
-from reconciler.adapters.gateways.base import AuthError, GatewayPayment, TransientError
+from reconciler.adapters.gateways.base import AuthError, Cancels, GatewayPayment, TransientError
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
+from reconciler.domain.ownership import ABANDONED, abandoned
 from reconciler.domain.payment import Entry, Event, Reporting, Snapshot, apply
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome as ReportOutcome
@@ -86,7 +87,20 @@ class PaymentPolls:
             answer = gateway_calls.create(gateway, request)
         else:
             answer = gateway_calls.fetch(gateway, row.gateway_payment_id)
+            if self._cancels_first(row, answer) and isinstance(gateway, Cancels):
+                # Abandoned: canceled at the gateway first, so nobody can pay it later.
+                answer = gateway_calls.cancel(gateway, row.gateway_payment_id, ABANDONED)
         return Outcome(answer, _signal(answer), gateway_calls.label(answer), _words(answer))
+
+    def _cancels_first(self, row: Snapshot, answer: Answer) -> bool:
+        return (
+            isinstance(answer, GatewayPayment)
+            and row.gateway == "stripe"
+            and self.ctx.settings.stripe_cancel_abandoned
+            and abandoned(
+                row.status, row.created_at, answer.report(), self._policy(row), self.ctx.clock()
+            )
+        )
 
     def complete(
         self, session: Session, done: Sequence[Done[Snapshot, Answer]], owner: str

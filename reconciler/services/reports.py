@@ -112,7 +112,14 @@ def apply_inbox_entry(
     decision = apply_webhook(
         session,
         payment,
-        Report(Status(entry.status), entry.gateway_status, entry.occurred_at),
+        Report(
+            Status(entry.status),
+            entry.gateway_status,
+            entry.occurred_at,
+            amount=entry.report_amount,
+            currency=entry.report_currency,
+            owner=entry.report_owner,
+        ),
         event_id=entry.gateway_event_id,
         event_type=entry.event_type,
         detail=entry.detail,

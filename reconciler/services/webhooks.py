@@ -156,6 +156,9 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) ->
         "gateway_status": report.gateway_status if report else None,
         "occurred_at": report.occurred_at if report else None,
         "detail": dict(event.detail) or None,
+        "report_amount": report.amount if report else None,
+        "report_currency": report.currency if report else None,
+        "report_owner": report.owner if report else None,
         "received_at": now,
         # An event that says nothing about a status is done with once it is stored.
         "processed_at": now if report is None else None,
