@@ -20,7 +20,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reconciler.adapters.gateways.base import (
@@ -36,6 +36,7 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.bootstrap import Context
+from reconciler.config import GATEWAYS
 from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
 from reconciler.entrypoints import notify_metrics
@@ -227,7 +228,7 @@ class TableCollector(Collector):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self.ctx.clock()
         stats = health.table_stats(self.ctx, now)
         states, backlog, oldest = stats.by_sync_state, stats.due, stats.oldest_pending_created_at
@@ -245,3 +246,11 @@ class TableCollector(Collector):
             "Age of the oldest payment still pending (0 when none)",
             value=(now - oldest).total_seconds() if oldest else 0.0,
         )
+        abandoned = CounterMetricFamily(
+            "reconciler_payments_abandoned",
+            "Payments nobody paid, canceled as abandoned (a normal outcome: no alert)",
+            labels=["gateway"],
+        )
+        for gateway in sorted(set(GATEWAYS) | set(stats.abandoned)):
+            abandoned.add_metric([gateway], stats.abandoned.get(gateway, 0))
+        yield abandoned

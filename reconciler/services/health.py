@@ -24,6 +24,7 @@ class TableStats:
     by_sync_state: dict[str, int]
     due: int
     oldest_pending_created_at: datetime | None
+    abandoned: dict[str, int]  # payments canceled as abandoned, by gateway
 
 
 def readiness(ctx: Context) -> Readiness:
@@ -50,4 +51,5 @@ def table_stats(ctx: Context, now: datetime) -> TableStats:
             by_sync_state=repository.count_by_sync_state(session),
             due=repository.due_backlog(session, now),
             oldest_pending_created_at=repository.oldest_pending_created_at(session),
+            abandoned=repository.count_abandoned(session),
         )

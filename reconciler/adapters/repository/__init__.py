@@ -39,6 +39,7 @@ from reconciler.adapters.repository.endpoints import (
     revive_failed_deliveries,
 )
 from reconciler.adapters.repository.health import (
+    count_abandoned,
     count_by_sync_state,
     due_backlog,
     last_sweep_at,
@@ -116,6 +117,7 @@ __all__ = [
     "any_payment",
     "append_timeline",
     "claim_due",
+    "count_abandoned",
     "count_by_status",
     "count_by_sync_state",
     "decode_cursor",

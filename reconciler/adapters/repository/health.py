@@ -41,6 +41,16 @@ def count_by_sync_state(session: Session) -> dict[str, int]:
     return {state: count for state, count in session.execute(stmt)}
 
 
+def count_abandoned(session: Session) -> dict[str, int]:
+    """Count payments canceled as abandoned, by gateway (payments are never deleted)."""
+    stmt = (
+        select(Payment.gateway, func.count())
+        .where(Payment.cancel_reason == "abandoned")
+        .group_by(Payment.gateway)
+    )
+    return {gateway: count for gateway, count in session.execute(stmt)}
+
+
 def due_backlog(session: Session, now: datetime) -> int:
     stmt = select(func.count()).select_from(Payment).where(Payment.next_poll_at <= now)
     return session.scalar(stmt) or 0
