@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Row,
+    and_,
     func,
     insert,
     select,
@@ -56,8 +58,20 @@ def due_backlog(session: Session, now: datetime) -> int:
     return session.scalar(stmt) or 0
 
 
-def oldest_pending_created_at(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(Payment.created_at)).where(Payment.status == "pending"))
+def oldest_pending_created_at(
+    session: Session, waiting: Mapping[str, frozenset[str]] | None = None
+) -> datetime | None:
+    """When the oldest pending payment was registered, leaving out those `waiting` for
+    their customer (by gateway, their gateway statuses): those are abandoned, not late."""
+    stmt = select(func.min(Payment.created_at)).where(Payment.status == "pending")
+    for gateway, statuses in (waiting or {}).items():
+        stmt = stmt.where(
+            ~and_(
+                Payment.gateway == gateway,
+                func.coalesce(Payment.gateway_status, "").in_(sorted(statuses)),
+            )
+        )
+    return session.scalar(stmt)
 
 
 def ping(session: Session) -> Row[Any] | None:
