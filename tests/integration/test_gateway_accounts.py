@@ -307,3 +307,12 @@ def test_storing_a_secret_without_a_key_is_refused_in_one_line(
     assert response.content_type == "application/problem+json"
     assert "RECONCILER_SECRETS_KEY" in response.json["detail"]
     assert "\n" not in response.json["detail"]
+
+
+def test_the_operators_page_shows_the_accounts(client: FlaskClient, merchant: MerchantAuth) -> None:
+    account = add_account(client, merchant, SECRET_KEY, SECRET_A)
+    signed_in = client.post("/admin/ui/sign-in", data={"token": ADMIN["Authorization"][7:]})
+    assert signed_in.status_code in (302, 303)
+    page = client.get("/admin/ui/").get_data(as_text=True)
+    assert account["id"] in page and account["webhook_path"] in page and merchant.id in page
+    assert SECRET_A not in page and SECRET_KEY not in page
