@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, StringConstraints
+from pydantic import ConfigDict, Field, RootModel, Strict, StringConstraints, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
-from reconciler.entrypoints.schemas import Gateway, ResourceId, Row, Shape, Timestamp
+from reconciler.entrypoints.schemas import ResourceId, Row, Shape, Timestamp
 
 # A secret as given: printable, no commas (several secrets are comma-separated in config).
 Secret = Annotated[
@@ -17,30 +19,79 @@ Secret = Annotated[
 AccountStatus = Literal["active", "disabled"]
 
 
-class Credentials(Shape):
-    """`{api_key}` for Stripe, `{key_id, key_secret}` for Razorpay, `{}` for the simulator."""
+class StripeCredentials(Shape):
+    """A Stripe account's secret key (`sk_…`, or a restricted `rk_…`)."""
 
-    api_key: Secret | None = None
-    key_id: Secret | None = None
-    key_secret: Secret | None = None
+    api_key: Secret
 
 
-class AccountRequest(Shape):
-    """The body of `POST /admin/gateway_accounts`."""
+class RazorpayCredentials(Shape):
+    """A Razorpay account's key id and key secret."""
 
+    key_id: Secret
+    key_secret: Secret
+
+
+class NoCredentials(Shape):
+    """The simulator needs none."""
+
+
+Credentials = StripeCredentials | RazorpayCredentials | NoCredentials
+
+
+class StripeAccount(Shape):
     merchant_id: ResourceId
-    gateway: Gateway
-    credentials: Credentials
-    webhook_secret: Secret
+    gateway: Literal["stripe"]
+    credentials: StripeCredentials
+    webhook_secret: Secret = Field(description="The endpoint's signing secret, `whsec_…`")
+
+
+class RazorpayAccount(Shape):
+    merchant_id: ResourceId
+    gateway: Literal["razorpay"]
+    credentials: RazorpayCredentials
+    webhook_secret: Secret = Field(description="The secret set on the Razorpay webhook")
+
+
+class SimulatorAccount(Shape):
+    merchant_id: ResourceId
+    gateway: Literal["simulator"]
+    credentials: NoCredentials
+    webhook_secret: Secret = Field(description="The simulator's `whsec_…` secret")
+
+
+class AccountRequest(
+    RootModel[
+        Annotated[
+            StripeAccount | RazorpayAccount | SimulatorAccount, Field(discriminator="gateway")
+        ]
+    ]
+):
+    """The body of `POST /admin/gateway_accounts`: the credentials each gateway needs."""
 
 
 class AccountRotation(Shape):
-    """The body of `POST /admin/gateway_accounts/{id}/rotate`: what to replace."""
+    """The body of `POST /admin/gateway_accounts/{id}/rotate`: what to replace (one or both)."""
 
-    credentials: Credentials | None = None
-    webhook_secret: Secret | None = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [{"required": ["credentials"]}, {"required": ["webhook_secret"]}]
+        }
+    )
+
+    # Omitted, not null: the document says so (null is refused like an empty body).
+    credentials: Credentials | SkipJsonSchema[None] = Field(
+        None, description="The account's gateway's credentials, as when it was added"
+    )
+    webhook_secret: Secret | SkipJsonSchema[None] = Field(
         None, description="The previous secret keeps verifying for 24 h"
     )
+
+    @model_validator(mode="after")
+    def _something_to_replace(self) -> AccountRotation:
+        if self.credentials is None and self.webhook_secret is None:
+            raise PydanticCustomError("missing", "give credentials, webhook_secret or both")
+        return self
 
 
 class AccountFilter(Shape):

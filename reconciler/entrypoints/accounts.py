@@ -51,12 +51,13 @@ def _shown(account: GatewayAccount) -> Account:
 )
 def create(body: AccountRequest) -> tuple[Account, int, dict[str, str]]:
     """Add a merchant's own account at a gateway (its secrets are stored encrypted)."""
+    given = body.root
     account = accounts.create_account(
         ctx(),
-        merchant_id=body.merchant_id,
-        gateway=body.gateway,
-        credentials=body.credentials.model_dump(exclude_none=True),
-        webhook_secret=body.webhook_secret,
+        merchant_id=given.merchant_id,
+        gateway=given.gateway,
+        credentials=given.credentials.model_dump(),
+        webhook_secret=given.webhook_secret,
     )
     location = url_for("admin_accounts.show", account_id=account.id)
     return _shown(account), 201, {"Location": location}
