@@ -141,3 +141,17 @@ def test_the_cli_adds_an_account_and_rotates_the_key(tmp_path: Path) -> None:
     assert "RECONCILER_SECRETS_KEY is not set" in keyless.stderr
     raw = (tmp_path / "cli.db").read_bytes()
     assert b"sk_test_cli_key" not in raw and b"whsec_cli_secret" not in raw
+
+
+def test_a_key_that_is_not_a_fernet_key_is_a_configuration_error(tmp_path: Path) -> None:
+    env = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}").child_env()
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler.entrypoints.cli", "secrets", "rotate"],
+        env={**env, "RECONCILER_SECRETS_KEY": "not-a-key"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("configuration error: RECONCILER_SECRETS_KEY: key 1")
