@@ -75,11 +75,12 @@ def bootstrap(
     http = new_session(pool_size=max(8, settings.sweep_concurrency))
     sessions = make_sessionmaker(engine)
     wakeups.install(sessions)
+    readers = make_sessionmaker(engine, read_only=True)
     box = SecretBox(settings.secrets_key)
     gateways = build_gateways(settings, http) if gateways is None else gateways
     accounts = AdapterRegistry(
         gateways,
-        sessions=sessions,
+        sessions=readers,  # a read that never queues behind the writers
         box=box,
         base=settings.gateway,
         build=gateway_factory(settings, http),
@@ -88,7 +89,7 @@ def bootstrap(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        readers=make_sessionmaker(engine, read_only=True),
+        readers=readers,
         gateways=gateways,
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
