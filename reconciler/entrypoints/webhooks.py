@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from reconciler.bootstrap import Context
+from reconciler.domain.ownership import DEFAULT_ACCOUNT
 from reconciler.entrypoints.bodies import read_body
-from reconciler.services.accounts import DEFAULT_ACCOUNT
 from reconciler.services.errors import SignatureRejected, WebhookUnreadable
 from reconciler.services.webhooks import ingest_webhook
 

@@ -21,8 +21,6 @@ from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
 from reconciler.services.secrets import seal
 
-__all__ = ["DEFAULT_ACCOUNT", "GatewayAccount"]  # re-exported for the HTTP layer
-
 ACTIVE, DISABLED = "active", "disabled"
 # How long a rotated-out webhook secret keeps verifying: the gateway's dashboard and
 # the service are switched one after the other, and deliveries in flight are signed

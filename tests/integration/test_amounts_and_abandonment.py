@@ -237,3 +237,17 @@ def test_a_payment_the_gateway_is_processing_is_not_abandoned(
     after = shown(client, merchant, payment["id"])
     assert (after["status"], after["cancel_reason"]) == ("pending", None)
     assert after["sync"]["state"] == "polling"
+
+
+def test_notifications_render_the_resource_as_the_api_shows_it(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=4990, status="requires_payment_method")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    clock.advance(7)
+    sweep(ctx)
+    with ctx.read() as session:
+        event = session.query(NotificationEvent).filter_by(payment_id=payment["id"]).one()
+        sent = event.payload["data"]
+    assert sent == shown(client, merchant, payment["id"])
+    assert (sent["gateway_account"], sent["cancel_reason"]) == ("default", "abandoned")
