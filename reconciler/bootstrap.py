@@ -6,13 +6,11 @@ import random
 from collections.abc import Callable
 from datetime import datetime
 
-import requests
-
 from reconciler.adapters import wakeups
 from reconciler.adapters.db import make_engine, make_sessionmaker
 from reconciler.adapters.gateways.base import Gateway
-from reconciler.adapters.gateways.http import new_session
 from reconciler.adapters.gateways.registry import AdapterRegistry
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.adapters.secrets import SecretBox
 from reconciler.config import GATEWAYS, GatewayConfig, Settings
 from reconciler.domain.policy import Random
@@ -21,9 +19,7 @@ from reconciler.services.context import Context, utc_now
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
 
-def gateway_factory(
-    settings: Settings, http: requests.Session
-) -> Callable[[GatewayConfig], Gateway]:
+def gateway_factory(settings: Settings, http: HttpClient) -> Callable[[GatewayConfig], Gateway]:
     """Return what builds one gateway's adapter from its address and credentials."""
     from reconciler.adapters.gateways.razorpay import RazorpayGateway
     from reconciler.adapters.gateways.simulator import SimulatorGateway
@@ -47,7 +43,7 @@ def gateway_factory(
     return build
 
 
-def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gateway]:
+def build_gateways(settings: Settings, http: HttpClient) -> dict[str, Gateway]:
     """Instantiate every gateway with credentials or a webhook secret.
 
     A gateway without credentials is off for payments (registering one is a 400), but
@@ -72,7 +68,7 @@ def bootstrap(
 ) -> Context:
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    http = new_session(pool_size=max(8, settings.sweep_concurrency))
+    http = HttpClient(pool_size=max(8, settings.sweep_concurrency))
     sessions = make_sessionmaker(engine)
     wakeups.install(sessions)
     readers = make_sessionmaker(engine, read_only=True)

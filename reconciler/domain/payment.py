@@ -183,14 +183,14 @@ def apply(
     if isinstance(event, Reporting):
         return _judge(snapshot, event, policy, now, rand)
     sync = decide_sync(snapshot.sync_fields(), event, policy, now, rand)
-    after = _with_sync(snapshot, sync, now)
+    after = _after(snapshot, {}, sync, now)
     entry = None
     if isinstance(event, NotKnown):
         entry = Entry(
             source=Source.POLL,
             outcome=Outcome.ERROR,
             from_status=snapshot.status,
-            to_status=after.status,
+            to_status=snapshot.status,
             recorded_at=now,
             detail={"error": NOT_KNOWN},
         )
@@ -216,7 +216,7 @@ def _judge(
         )
     before = Status(snapshot.status)
     decision = decide(before, snapshot.gateway_status, snapshot.last_event_at, report)
-    moved = snapshot
+    moved: dict[str, Any] = {}
     if decision.moves:
         last_event_at = snapshot.last_event_at
         if report.occurred_at is not None and (
@@ -228,27 +228,29 @@ def _judge(
             settled_at is None or decision.outcome is Outcome.LATE_SUCCESS
         ):
             settled_at = now
-        moved = replace(
-            snapshot,
-            status=decision.status.value,
-            gateway_status=report.gateway_status,
-            status_source=event.source.value,
-            updated_at=now,
-            last_event_at=last_event_at,
-            settled_at=settled_at,
-            cancel_reason=(
-                report.cancel_reason
+        moved = {
+            "status": decision.status.value,
+            "gateway_status": report.gateway_status,
+            "status_source": event.source.value,
+            "updated_at": now,
+            "last_event_at": last_event_at,
+            "settled_at": settled_at,
+            "cancel_reason": (
+                ABANDONED
                 if decision.status is Status.CANCELED and report.cancel_reason == ABANDONED
                 else None
             ),
-        )
+        }
     review = _review(decision)
+    fields_now = snapshot.sync_fields()
+    if decision.status.value != snapshot.status:
+        fields_now = replace(fields_now, status=decision.status)
     sync = decide_sync(
-        moved.sync_fields(),
+        fields_now,
         Reported(
             source=event.source,
             outcome=decision.outcome,
-            status=Status(moved.status),
+            status=decision.status if decision.moves else Status(snapshot.status),
             review=review,
             review_detail=decision.reason if review else None,
             polled=event.polled,
@@ -263,13 +265,13 @@ def _judge(
         deadline = max(now, abandon_at(snapshot.created_at, policy))
         if sync.next_poll_at > deadline:
             sync = replace(sync, next_poll_at=deadline)
-    after = _with_sync(moved, sync, now)
+    after = _after(snapshot, moved, sync, now)
     reason = {"reason": decision.reason} if decision.reason else {}
     entry = Entry(
         source=event.source,
         outcome=decision.outcome,
         from_status=before.value,
-        to_status=after.status,
+        to_status=decision.status.value,
         recorded_at=now,
         gateway_status=report.gateway_status,
         occurred_at=report.occurred_at,
@@ -283,12 +285,12 @@ def _not_known(
     snapshot: Snapshot, source: Source, policy: PollPolicy, now: datetime, rand: Random
 ) -> Change:
     sync = decide_sync(snapshot.sync_fields(), NotKnown(NOT_KNOWN), policy, now, rand)
-    after = _with_sync(snapshot, sync, now)
+    after = _after(snapshot, {}, sync, now)
     entry = Entry(
         source=source,
         outcome=Outcome.ERROR,
         from_status=snapshot.status,
-        to_status=after.status,
+        to_status=snapshot.status,
         recorded_at=now,
         detail={"error": NOT_KNOWN},
     )
@@ -321,12 +323,12 @@ def _mismatched(
         now,
         rand,
     )
-    after = _with_sync(snapshot, sync, now)
+    after = _after(snapshot, {}, sync, now)
     entry = Entry(
         source=event.source,
         outcome=Outcome.AMOUNT_MISMATCH,
         from_status=snapshot.status,
-        to_status=after.status,
+        to_status=snapshot.status,
         recorded_at=now,
         gateway_status=event.report.gateway_status,
         occurred_at=event.report.occurred_at,
@@ -344,35 +346,44 @@ def _review(decision: Decision) -> ReviewReason | None:
     return ReviewReason.CONFLICTING_REPORTS
 
 
-def _with_sync(snapshot: Snapshot, sync: SyncDecision, now: datetime) -> Snapshot:
-    after = replace(
-        snapshot,
-        sync_state=sync.state.value,
-        next_poll_at=sync.next_poll_at,
-        poll_attempts=sync.attempts,
-        last_delay_s=sync.last_delay_s,
-        give_up_at=sync.give_up_at,
-        review_code=sync.review.value if sync.review else None,
-        review_reason=sync.review_detail,
-        last_error=sync.last_error,
-        poll_failures=sync.failures,
-        last_polled_at=sync.polled_at or snapshot.last_polled_at,
-    )
-    if after.sync_state != snapshot.sync_state:
-        after = replace(after, updated_at=now)
+def _after(
+    snapshot: Snapshot, moved: dict[str, Any], sync: SyncDecision, now: datetime
+) -> dict[str, Any]:
+    """The columns that change: the report's (`moved`) and the schedule's."""
+    after = {
+        **moved,
+        "sync_state": sync.state.value,
+        "next_poll_at": sync.next_poll_at,
+        "poll_attempts": sync.attempts,
+        "last_delay_s": sync.last_delay_s,
+        "give_up_at": sync.give_up_at,
+        "review_code": sync.review.value if sync.review else None,
+        "review_reason": sync.review_detail,
+        "last_error": sync.last_error,
+        "poll_failures": sync.failures,
+        "last_polled_at": sync.polled_at or snapshot.last_polled_at,
+    }
+    if after["sync_state"] != snapshot.sync_state:
+        after["updated_at"] = now
     return after
 
 
 def _finish(
     before: Snapshot,
-    after: Snapshot,
+    after: dict[str, Any],
     sync: SyncDecision,
     decision: Decision | None,
     entry: Entry | None,
 ) -> Change:
-    notify = events_for_change(before.status, after.status, before.sync_state, after.sync_state)
+    status = after.get("status", before.status)
+    notify = events_for_change(before.status, status, before.sync_state, after["sync_state"])
     if notify:
-        after = replace(after, notification_sequence=before.notification_sequence + len(notify))
+        after["notification_sequence"] = before.notification_sequence + len(notify)
     return Change(
-        before=before, after=after, sync=sync, decision=decision, entry=entry, notify=notify
+        before=before,
+        after=replace(before, **after),
+        sync=sync,
+        decision=decision,
+        entry=entry,
+        notify=notify,
     )

@@ -7,17 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import requests
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.gateways.base import Gateway
 from reconciler.adapters.gateways.registry import AdapterRegistry
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.secrets import SecretBox
 from reconciler.config import Settings
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
+from reconciler.services.completer import GroupCommit
+from reconciler.services.key_cache import KeyCache
 from reconciler.services.schedule import Scheduling
 
 Clock = Callable[[], datetime]
@@ -38,10 +40,17 @@ class Context:
     readers: sessionmaker[Session] | None = None  # read-only sessions; see `read`
     clock: Clock = utc_now
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
-    http: requests.Session | None = None
+    http: HttpClient | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
     secrets: SecretBox = field(default_factory=SecretBox)  # seals stored secrets
     accounts: AdapterRegistry | None = None  # adapters of merchants' own gateway accounts
+    keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
+    # Group commit: the engine's results and webhooks share commits (one writer at a time).
+    writer: GroupCommit | None = None
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = GroupCommit(self.sessions)
 
     def scheduling(self, gateway: str) -> Scheduling:
         """Return what storing a sync decision needs for one gateway's payments."""

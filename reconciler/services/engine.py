@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reconciler.adapters import repository
 from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
-from reconciler.services.completer import Completer
+from reconciler.services.completer import GroupCommit
 from reconciler.services.work import (
     BatchKind,
     Done,
@@ -102,6 +102,18 @@ def _batched(kind: AnyKind) -> bool:
     return hasattr(kind, "complete")
 
 
+class _Completion:
+    """A batched kind's completion as a group-commit batch: its rows, this engine's lease."""
+
+    def __init__(self, kind: BatchKind[Any, Any], owner: str) -> None:
+        self.name = f"complete:{kind.name}"
+        self.kind = kind
+        self.owner = owner
+
+    def write(self, session: Session, items: Sequence[Done[Any, Any]]) -> list[bool]:
+        return self.kind.complete(session, items, self.owner)
+
+
 class Engine:
     """Drive due rows of several kinds through their calls; one per process."""
 
@@ -114,6 +126,7 @@ class Engine:
         config: EngineConfig,
         clock: Clock,
         rand: Random | None = None,
+        writer: GroupCommit | None = None,
     ) -> None:
         self.sessions = sessions
         self.kinds = list(kinds)
@@ -126,7 +139,13 @@ class Engine:
         self._busy: Counter[str] = Counter()  # calls in flight per kind
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
-        self.completer = Completer(sessions, owner)
+        # Results are stored by group commit, shared with webhooks on SQLite (`Context.writer`).
+        self.writer = writer or GroupCommit(sessions)
+        self._completions = {
+            kind.name: _Completion(cast(BatchKind[Any, Any], kind), owner)
+            for kind in self.kinds
+            if _batched(kind)
+        }
         # A pool per kind, as large as its slots: one kind's calls never wait for another's.
         self._pools = {
             kind.name: ThreadPoolExecutor(
@@ -328,7 +347,7 @@ class Engine:
     ) -> None:
         if _batched(kind):
             done = Done(row=row, now=now, outcome=outcome)
-            if not self.completer.complete(cast(BatchKind[Any, Any], kind), done):
+            if not self.writer.run(self._completions[kind.name], done):
                 report.lost_leases += 1
             return
         legacy = cast(Kind[Any, Any], kind)
@@ -355,7 +374,7 @@ class Engine:
             report.count(kind.name, kind.target(row) or "-", "held")
         if _batched(kind):
             held: Done[Any, Any] = Done(row=row, now=now, hold=Hold(until, why))
-            self.completer.complete(cast(BatchKind[Any, Any], kind), held)
+            self.writer.run(self._completions[kind.name], held)
             return
         with self.sessions.begin() as session:
             if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):

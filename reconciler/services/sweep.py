@@ -76,6 +76,7 @@ class Sweeper:
             config=engine_config(ctx),
             clock=ctx.clock,
             rand=ctx.rand,
+            writer=ctx.writer,
         )
         for gateway in ctx.gateways:
             self.engine.breaker(self.polls.name, gateway)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -21,7 +22,7 @@ from reconciler.adapters.gateways.http import case_insensitive
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
-from reconciler.domain.payment import Entry, Reporting, Snapshot, apply
+from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
 from reconciler.domain.status import Outcome, Source
 from reconciler.domain.sync import KEEP
 from reconciler.services import changes
@@ -75,11 +76,48 @@ def ingest_webhook(
         raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
         raise WebhookUnreadable("event or payment id longer than 200 characters")
-    policy = ctx.policy(gateway_name)
+    ingest = _Ingest(gateway_name, event, body, now, ctx, account)
+    if ctx.writer is not None:  # group commit: the answer waits for the commit holding it
+        return ctx.writer.run(INGEST, ingest)
     with ctx.sessions.begin() as session:
-        row = _inbox_row(gateway_name, event, body, now) | {"gateway_account": account}
-        entry_id = repository.insert_inbox(session, row)
-        payment = _locked_payment(session, gateway_name, event.gateway_payment_id, account)
+        return ingest.store(session)
+
+
+@dataclass(frozen=True)
+class _Ingest:
+    """One verified webhook to store and apply in the caller's transaction."""
+
+    gateway: str
+    event: WebhookEvent
+    body: bytes
+    now: datetime
+    ctx: Context
+    account: str = DEFAULT_ACCOUNT  # the gateway account whose path received it
+
+    def store(self, session: Session) -> Ingested:
+        gateway_name, event, body, now, ctx = (
+            self.gateway,
+            self.event,
+            self.body,
+            self.now,
+            self.ctx,
+        )
+        policy = ctx.policy(gateway_name)
+        payment = _locked_payment(session, gateway_name, event.gateway_payment_id, self.account)
+        if payment is None and event.report is not None and event.gateway_payment_id:
+            # Its registration may be committing right now: wait for it, then look again.
+            repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
+            payment = _locked_payment(session, gateway_name, event.gateway_payment_id, self.account)
+        change = None
+        if payment is not None and event.report is not None:
+            change = apply(payment, _reporting(event), policy, now, ctx.rand)
+        # The raw body is stored first in the answer's order of things: a replay (by event
+        # id or by body hash) inserts nothing, and then nothing is applied.
+        entry_id = repository.insert_inbox(
+            session,
+            _inbox_row(gateway_name, event, body, now, payment, change)
+            | {"gateway_account": self.account},
+        )
         if entry_id is None:
             if payment is not None:
                 changes.append_entry(session, payment.id, _duplicate(payment, event, now))
@@ -88,24 +126,27 @@ def ingest_webhook(
             )
         if event.report is None:
             return Ingested(WebhookResult.IGNORED, event.event_id)
-        if payment is None and event.gateway_payment_id:
-            # Its registration may be committing right now: wait for it, then look again.
-            repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
-            payment = _locked_payment(session, gateway_name, event.gateway_payment_id, account)
-        if payment is None:
+        if payment is None or change is None or change.decision is None:
             log.info(
                 "webhook for a payment not registered yet",
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
             return Ingested(WebhookResult.ORPHAN, event.event_id)
-        change = apply(payment, _reporting(event), policy, now, ctx.rand)
         changes.store(session, [Stored(change)], notify=ctx.notify)
-        assert change.decision is not None
         outcome = change.decision.outcome.value
-        repository.mark_inbox_applied(
-            session, entry_id, payment_id=payment.id, outcome=outcome, now=now
-        )
         return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
+
+
+class _Ingests:
+    """Webhooks as a group-commit batch: each stored in turn, all in one transaction."""
+
+    name = "webhooks"
+
+    def write(self, session: Session, items: Sequence[_Ingest]) -> list[Ingested]:
+        return [item.store(session) for item in items]
+
+
+INGEST = _Ingests()
 
 
 def _locked_payment(
@@ -143,8 +184,22 @@ def _duplicate(payment: Snapshot, event: WebhookEvent, now: datetime) -> Entry:
     )
 
 
-def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) -> dict[str, object]:
+def _inbox_row(
+    gateway: str,
+    event: WebhookEvent,
+    body: bytes,
+    now: datetime,
+    payment: Snapshot | None,
+    change: Change | None,
+) -> dict[str, object]:
     report = event.report
+    applied = payment is not None and change is not None and change.decision is not None
+    if report is None:
+        outcome = "ignored"  # an event that says nothing about a status: done once stored
+    elif applied and change is not None and change.decision is not None:
+        outcome = change.decision.outcome.value
+    else:
+        outcome = "orphan"
     return {
         "gateway": gateway,
         "gateway_event_id": event.event_id,
@@ -160,8 +215,7 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) ->
         "report_currency": report.currency if report else None,
         "report_owner": report.owner if report else None,
         "received_at": now,
-        # An event that says nothing about a status is done with once it is stored.
-        "processed_at": now if report is None else None,
-        "outcome": "ignored" if report is None else "orphan",
-        "payment_id": None,
+        "processed_at": None if outcome == "orphan" else now,
+        "outcome": outcome,
+        "payment_id": payment.id if applied and payment is not None else None,
     }

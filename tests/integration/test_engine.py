@@ -22,7 +22,7 @@ from support.clock import FakeClock
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment
 from reconciler.bootstrap import Context
-from reconciler.services.completer import Completer
+from reconciler.services.completer import GroupCommit
 from reconciler.services.engine import CIRCUIT_OPEN, Engine, EngineConfig
 from reconciler.services.work import Done, Outcome, Signal
 
@@ -71,6 +71,18 @@ class FakeKind:
         return kept
 
 
+class Batched:
+    """The fake kind's completion as a group-commit batch, as the engine wraps a kind."""
+
+    name = "fake"
+
+    def __init__(self, kind: FakeKind) -> None:
+        self.kind = kind
+
+    def write(self, session: Session, items: Sequence[Done[str, str]]) -> list[bool]:
+        return self.kind.complete(session, items, "engine-test")
+
+
 def make_engine(ctx: Context, kind: FakeKind, clock: FakeClock, **config: Any) -> Engine:
     return Engine(
         ctx.sessions,
@@ -113,12 +125,12 @@ def test_every_claimed_row_is_called_once_and_completed_with_its_lease_released(
 def test_rows_ending_together_are_stored_in_one_transaction(ctx: Context) -> None:
     kind = FakeKind()
     kind.hold_in_complete = threading.Event()
-    completer = Completer(ctx.sessions, "engine-test")
+    completer = GroupCommit(ctx.sessions)
     now = ctx.clock()
     results: dict[str, bool] = {}
 
     def end(row: str) -> None:
-        results[row] = completer.complete(kind, Done(row=row, now=now))
+        results[row] = completer.run(Batched(kind), Done(row=row, now=now))
 
     first = threading.Thread(target=end, args=("first",))
     first.start()
@@ -134,7 +146,7 @@ def test_rows_ending_together_are_stored_in_one_transaction(ctx: Context) -> Non
         thread.join(10)
     # Rows that ended while a commit was running share the next one.
     assert [len(batch) for batch in kind.batches] == [1, 5]
-    assert completer.transactions == 2 and completer.rows == 6
+    assert completer.transactions == 2 and completer.writes == 6
     assert set(results) == {"first", "row0", "row1", "row2", "row3", "row4"}
 
 
@@ -142,14 +154,14 @@ def test_a_row_that_cannot_be_stored_costs_only_its_own_result(ctx: Context) -> 
     kind = FakeKind()
     kind.hold_in_complete = threading.Event()
     kind.fail_on = "bad"
-    completer = Completer(ctx.sessions, "engine-test")
+    completer = GroupCommit(ctx.sessions)
     now = ctx.clock()
     errors: dict[str, BaseException] = {}
     stored: list[str] = []
 
     def end(row: str) -> None:
         try:
-            completer.complete(kind, Done(row=row, now=now))
+            completer.run(Batched(kind), Done(row=row, now=now))
             stored.append(row)
         except RuntimeError as exc:
             errors[row] = exc

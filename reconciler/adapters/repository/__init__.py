@@ -51,7 +51,6 @@ from reconciler.adapters.repository.health import (
 from reconciler.adapters.repository.inbox import (
     delete_processed_inbox,
     insert_inbox,
-    mark_inbox_applied,
     orphan_webhooks,
 )
 from reconciler.adapters.repository.merchants import (
@@ -156,7 +155,6 @@ __all__ = [
     "lock_gateway_payment",
     "lock_snapshot",
     "lock_snapshot_by_gateway_id",
-    "mark_inbox_applied",
     "merchant_by_key_hash",
     "merchant_endpoint",
     "merchant_endpoints",

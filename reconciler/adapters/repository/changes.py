@@ -9,6 +9,7 @@ matching endpoints, so a merchant without endpoints costs no query to find that 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,18 +79,27 @@ def snapshot_of(row: Any) -> Snapshot:
     return Snapshot(**{name: mapping[name] for name in SNAPSHOT_COLUMNS})
 
 
+_BY_ID = select(*SNAPSHOT).where(payments_table.c.id == bindparam("id"))
+_BY_ID_LEASED = _BY_ID.where(payments_table.c.lease_owner == bindparam("owner"))
+_BY_GATEWAY_ID = select(*SNAPSHOT).where(
+    payments_table.c.gateway == bindparam("gateway"),
+    payments_table.c.gateway_account == bindparam("gateway_account"),
+    payments_table.c.gateway_payment_id == bindparam("gateway_payment_id"),
+)
+# PostgreSQL locks the row it reads; SQLite's writer holds the database lock already.
+_LOCKED = {id(stmt): stmt.with_for_update() for stmt in (_BY_ID, _BY_ID_LEASED, _BY_GATEWAY_ID)}
+
+
 def lock_snapshot(
     session: Session, payment_id: str, *, owner: str | None = None
 ) -> Snapshot | None:
-    """Read a payment and lock its row until the transaction ends (SQLite: the write lock).
+    """Read a payment and lock its row until the transaction ends.
 
     With `owner`, only while that sweeper still holds the row's lease.
     """
-    stmt = select(*SNAPSHOT).where(payments_table.c.id == payment_id)
-    if owner is not None:
-        stmt = stmt.where(payments_table.c.lease_owner == owner)
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    if owner is None:
+        return _read_locked(session, _BY_ID, {"id": payment_id})
+    return _read_locked(session, _BY_ID_LEASED, {"id": payment_id, "owner": owner})
 
 
 def payment_status(session: Session, payment_id: str) -> str | None:
@@ -101,17 +111,19 @@ def lock_snapshot_by_gateway_id(
     session: Session, gateway: str, gateway_payment_id: str, account: str = DEFAULT_ACCOUNT
 ) -> Snapshot | None:
     """Read the payment a gateway account's id names, locking its row until the end."""
-    stmt = select(*SNAPSHOT).where(
-        payments_table.c.gateway == gateway,
-        payments_table.c.gateway_account == account,
-        payments_table.c.gateway_payment_id == gateway_payment_id,
-    )
-    row = session.execute(_locked(session, stmt)).first()
-    return snapshot_of(row) if row is not None else None
+    params = {
+        "gateway": gateway,
+        "gateway_account": account,
+        "gateway_payment_id": gateway_payment_id,
+    }
+    return _read_locked(session, _BY_GATEWAY_ID, params)
 
 
-def _locked(session: Session, stmt: Any) -> Any:
-    return stmt.with_for_update() if dialect(session) == "postgresql" else stmt
+def _read_locked(session: Session, stmt: Any, params: dict[str, Any]) -> Snapshot | None:
+    if dialect(session) == "postgresql":
+        stmt = _LOCKED[id(stmt)]
+    row = session.connection().execute(stmt, params).first()
+    return Snapshot(*row) if row is not None else None
 
 
 def lock_gateway_payment(session: Session, gateway: str, gateway_payment_id: str) -> None:
@@ -142,17 +154,30 @@ class Stored:
 def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """Write each change's row if it is still as read (and still leased); say which were.
 
-    One row is the compiled UPDATE; a batch is one `UPDATE … FROM` a VALUES list of the
-    new values and the checks (SQLite 3.33 and PostgreSQL alike).
+    On PostgreSQL a batch is one `UPDATE … FROM` a VALUES list of the new values and the
+    checks (one round trip); SQLite, in-process, runs the one compiled UPDATE per row.
     """
     if not items:
         return []
-    if len(items) == 1:
-        item = items[0]
-        stmt = _STORE_LEASED if item.owner is not None else _STORE
-        return [session.execute(stmt, _params(item)).first() is not None]
-    stored = {row[0] for row in session.execute(*_store_many(session, items))}
-    return [item.change.before.id in stored for item in items]
+    connection = session.connection()
+    if len(items) > 1 and dialect(session) == "postgresql":
+        params = {
+            f"p{index}_{name}": value
+            for index, item in enumerate(items)
+            for name, value in _keyed(item).items()
+        }
+        stored = {row[0] for row in connection.execute(_batch_statement(len(items)), params)}
+        return [item.change.before.id in stored for item in items]
+    return [
+        # A change that moves nothing and releases no lease writes nothing: the caller
+        # holds the row's lock, so the row is as read (a repeated report costs no UPDATE).
+        (item.owner is None and not item.change.moved)
+        or connection.execute(
+            _STORE_LEASED if item.owner is not None else _STORE, _params(item)
+        ).first()
+        is not None
+        for item in items
+    ]
 
 
 def _params(item: Stored) -> dict[str, Any]:
@@ -196,21 +221,23 @@ _PG_CASTS = {
 }
 
 
-def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[str, Any]]:
-    postgres = dialect(session) == "postgresql"
+def _keyed(item: Stored) -> dict[str, Any]:
+    values = _params(item)
+    values.setdefault("k_owner", None)
+    return values
+
+
+@functools.lru_cache(maxsize=256)
+def _batch_statement(size: int) -> Any:
+    """The UPDATE for a batch of `size` rows, built once per size (its compiled form cached)."""
     rows: list[str] = []
-    params: dict[str, Any] = {}
     binds = []
-    for index, item in enumerate(items):
-        values = _params(item)
-        values.setdefault("k_owner", None)
+    for index in range(size):
         cells = []
         for name in _NAMES:
             key = f"p{index}_{name}"
-            params[key] = values[name]
             binds.append(bindparam(key, type_=_TYPES[name]))
-            cast_to = _PG_CASTS.get(name, "text") if postgres else None
-            cells.append(f"CAST(:{key} AS {cast_to})" if cast_to else f":{key}")
+            cells.append(f"CAST(:{key} AS {_PG_CASTS.get(name, 'text')})")
         rows.append("(" + ", ".join(cells) + ")")
     assignments = ", ".join(f"{name} = v.v_{name}" for name in MUTABLE_COLUMNS)
     lease = (
@@ -224,19 +251,23 @@ def _store_many(session: Session, items: Sequence[Stored]) -> tuple[Any, dict[st
         "WHERE payments.id = v.k_id AND payments.version = v.k_version "
         "AND (v.k_owner IS NULL OR payments.lease_owner = v.k_owner) RETURNING payments.id"
     )
-    return text(sql).bindparams(*binds), params
+    return text(sql).bindparams(*binds)
+
+
+_TIMELINE = insert(timeline_table)
+_EVENTS = insert(events_table)
 
 
 def append_timeline(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Append timeline rows (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(timeline_table), list(rows))
+        session.connection().execute(_TIMELINE, list(rows))
 
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert notification events (one INSERT for the batch)."""
     if rows:
-        session.execute(insert(events_table), list(rows))
+        session.connection().execute(_EVENTS, list(rows))
 
 
 def insert_deliveries_for(
