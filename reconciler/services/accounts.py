@@ -170,16 +170,18 @@ def account_for_payment(
         for a in repository.gateway_accounts(session, merchant_id=merchant_id, gateway=gateway)
         if a.status == ACTIVE
     ]
-    if len(own) > 1:
-        raise ValidationFailed(
-            f"several active {gateway} accounts: name one in gateway_account "
-            f"({', '.join(a.id for a in own)})"
-        )
-    return own[0].id if own else _default(ctx, gateway)
+    if len(own) == 1:
+        return own[0].id
+    # None of its own, or several (then the merchant names one): the shared account.
+    return _default(ctx, gateway, several=len(own) > 1)
 
 
-def _default(ctx: Context, gateway: str) -> str:
+def _default(ctx: Context, gateway: str, *, several: bool = False) -> str:
     if not ctx.can_register(gateway):
+        if several:
+            raise GatewayUnavailable(
+                f"several active {gateway} accounts and no default one: name one in gateway_account"
+            )
         raise GatewayUnavailable(
             f"gateway {gateway!r} is not configured on this service "
             f"(set its RECONCILER_{gateway.upper()}_* credentials, or add a gateway account)"

@@ -316,3 +316,23 @@ def test_the_operators_page_shows_the_accounts(client: FlaskClient, merchant: Me
     page = client.get("/admin/ui/").get_data(as_text=True)
     assert account["id"] in page and account["webhook_path"] in page and merchant.id in page
     assert SECRET_A not in page and SECRET_KEY not in page
+
+
+def test_without_a_named_account_the_only_active_one_is_used_else_the_default(
+    client: FlaskClient, merchant: MerchantAuth
+) -> None:
+    first = add_account(client, merchant, SECRET_KEY, SECRET_A)
+    body = {"gateway": "stripe", "amount": 100, "currency": "USD", "gateway_payment_id": "pi_x1"}
+    one = client.post(
+        "/v1/payments", json={**body, "merchant_reference": "r1"}, headers=merchant.headers
+    )
+    assert one.json["gateway_account"] == first["id"]
+    add_account(client, merchant, SECRET_KEY, SECRET_B)
+    # Two active accounts and no default Stripe account here: the merchant must name one.
+    several = client.post(
+        "/v1/payments",
+        json={**body, "merchant_reference": "r2", "gateway_payment_id": "pi_x2"},
+        headers=merchant.headers,
+    )
+    assert several.status_code == 400
+    assert "name one in gateway_account" in several.json["detail"]
