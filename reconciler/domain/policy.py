@@ -33,6 +33,12 @@ class PollPolicy:
     # A payment still waiting for its customer this long after creation is abandoned.
     abandon_after: float = 86400.0
 
+    @property
+    def grace(self) -> float:
+        """The first poll's wait: `first_delay`, never past the time a payment nobody
+        pays is abandoned (so that is found out when it is due, not a grace later)."""
+        return min(self.first_delay, self.abandon_after)
+
     def __post_init__(self) -> None:
         delays = (
             self.first_delay,
