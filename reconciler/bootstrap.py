@@ -9,21 +9,18 @@ from datetime import datetime
 from reconciler.adapters import wakeups
 from reconciler.adapters.db import make_engine, make_sessionmaker
 from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.registry import AdapterRegistry
 from reconciler.adapters.gateways.transport import HttpClient
-from reconciler.config import Settings
+from reconciler.adapters.secrets import SecretBox
+from reconciler.config import GATEWAYS, GatewayConfig, Settings
 from reconciler.domain.policy import Random
 from reconciler.services.context import Context, utc_now
 
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
 
-def build_gateways(settings: Settings, http: HttpClient) -> dict[str, Gateway]:
-    """Instantiate every gateway with credentials or a webhook secret.
-
-    A gateway without credentials is off for payments (registering one is a 400), but
-    with a webhook secret its webhooks are still verified and kept, so nothing the
-    gateway delivers is lost while the credentials are being set up.
-    """
+def gateway_factory(settings: Settings, http: HttpClient) -> Callable[[GatewayConfig], Gateway]:
+    """Return what builds one gateway's adapter from its address and credentials."""
     from reconciler.adapters.gateways.razorpay import RazorpayGateway
     from reconciler.adapters.gateways.simulator import SimulatorGateway
     from reconciler.adapters.gateways.stripe import StripeGateway
@@ -33,19 +30,32 @@ def build_gateways(settings: Settings, http: HttpClient) -> dict[str, Gateway]:
         "stripe": StripeGateway,
         "razorpay": RazorpayGateway,
     }
-    timeout = (settings.connect_timeout_s, settings.read_timeout_s)
-    create_timeout = (settings.connect_timeout_s, settings.create_timeout_s)
+
+    def build(config: GatewayConfig) -> Gateway:
+        return classes[config.name](
+            config,
+            session=http,
+            timeout=(settings.connect_timeout_s, settings.read_timeout_s),
+            create_timeout=(settings.connect_timeout_s, settings.create_timeout_s),
+            webhook_tolerance_s=settings.webhook_tolerance_s,
+        )
+
+    return build
+
+
+def build_gateways(settings: Settings, http: HttpClient) -> dict[str, Gateway]:
+    """Instantiate every gateway with credentials or a webhook secret.
+
+    A gateway without credentials is off for payments (registering one is a 400), but
+    with a webhook secret its webhooks are still verified and kept, so nothing the
+    gateway delivers is lost while the credentials are being set up.
+    """
+    build = gateway_factory(settings, http)
     gateways: dict[str, Gateway] = {}
-    for name, cls in classes.items():
+    for name in GATEWAYS:
         config = settings.gateway(name)
         if config.enabled or config.webhook_secrets:
-            gateways[name] = cls(
-                config,
-                session=http,
-                timeout=timeout,
-                create_timeout=create_timeout,
-                webhook_tolerance_s=settings.webhook_tolerance_s,
-            )
+            gateways[name] = build(config)
     return gateways
 
 
@@ -62,15 +72,27 @@ def bootstrap(
     http = HttpClient(pool_size=max(8, settings.sweep_concurrency))
     sessions = make_sessionmaker(engine)
     wakeups.install(sessions)
+    readers = make_sessionmaker(engine, read_only=True)
+    box = SecretBox(settings.secrets_key)
+    gateways = build_gateways(settings, http) if gateways is None else gateways
+    accounts = AdapterRegistry(
+        gateways,
+        sessions=readers,  # a read that never queues behind the writers
+        box=box,
+        base=settings.gateway,
+        build=gateway_factory(settings, http),
+    )
     return Context(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        readers=make_sessionmaker(engine, read_only=True),
-        gateways=build_gateways(settings, http) if gateways is None else gateways,
+        readers=readers,
+        gateways=gateways,
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
         notify=settings.notify.policy,
         resolver=resolver,
+        secrets=box,
+        accounts=accounts,
     )

@@ -40,6 +40,7 @@ POLICY_VARIABLES = {
     "max_delay": "POLL_MAX_DELAY_S",
     "give_up_after": "POLL_GIVE_UP_AFTER_S",
     "retry_first": "POLL_RETRY_FIRST_S",
+    "abandon_after": "POLL_ABANDON_AFTER_S",
 }
 
 
@@ -142,6 +143,10 @@ class Settings:
     razorpay_key_id: str | None = setting(None, "Razorpay key id")
     razorpay_key_secret: str | None = setting(None, "Razorpay key secret")
     razorpay_webhook_secret: Secrets = setting((), "Razorpay webhook secret(s), comma-separated")
+    secrets_key: Secrets = setting((), "Fernet key(s) sealing stored secrets; the first encrypts")
+    stripe_cancel_abandoned: bool = setting(
+        False, "cancel an abandoned intent at Stripe first (cancellation_reason=abandoned)"
+    )
     # The polling schedule: `RECONCILER_POLL_*` for every gateway, and per-gateway
     # overrides `RECONCILER_<GATEWAY>_POLL_*` (only the gateways that differ are kept).
     poll: PollPolicy = field(default_factory=PollPolicy)

@@ -24,6 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from reconciler.domain.ownership import DEFAULT_ACCOUNT
+
+__all__ = ["DEFAULT_ACCOUNT"]  # the rest are the models, imported by name
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -71,6 +75,26 @@ class Merchant(Base):
     previous_key_expires_at: Mapped[datetime | None]
 
 
+class GatewayAccount(Base):
+    """One merchant's credentials and webhook secrets at one gateway (all sealed)."""
+
+    __tablename__ = "gateway_accounts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(ForeignKey("merchants.id"))
+    gateway: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # active / disabled
+    credentials: Mapped[str] = mapped_column(Text)  # sealed JSON
+    webhook_secret: Mapped[str] = mapped_column(Text)  # sealed
+    # The secret replaced by the last rotation, still verifying until it expires.
+    previous_webhook_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_gateway_accounts_merchant_id", "merchant_id", "gateway"),)
+
+
 class Payment(Base):
     __tablename__ = "payments"
 
@@ -88,6 +112,7 @@ class Payment(Base):
     status_source: Mapped[str | None] = mapped_column(String(16))
     review_code: Mapped[str | None] = mapped_column(String(32))  # domain.sync.ReviewReason
     review_reason: Mapped[str | None] = mapped_column(Text)  # the detail, in words
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))  # "abandoned", or None
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     settled_at: Mapped[datetime | None]
@@ -107,11 +132,16 @@ class Payment(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     # The sequence of the payment's last merchant notification (0: none yet).
     notification_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The gateway account it lives in: a `gwa_…` id, or `default` (the environment's).
+    gateway_account: Mapped[str] = mapped_column(
+        String(32), default=DEFAULT_ACCOUNT, server_default=DEFAULT_ACCOUNT
+    )
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         UniqueConstraint("merchant_id", "merchant_reference"),
-        UniqueConstraint("gateway", "gateway_payment_id"),
+        # A gateway payment id is unique per account (two accounts are two namespaces).
+        UniqueConstraint("gateway", "gateway_account", "gateway_payment_id"),
         Index("ix_payments_merchant_id_created_at", "merchant_id", "created_at", "id"),
         # The sweep's claim reads only rows with a next poll time: keep that index small.
         Index(
@@ -144,6 +174,10 @@ class WebhookInbox(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     gateway: Mapped[str] = mapped_column(String(32))
+    # The account whose webhook path received it: events of two accounts never mix.
+    gateway_account: Mapped[str] = mapped_column(
+        String(32), default=DEFAULT_ACCOUNT, server_default=DEFAULT_ACCOUNT
+    )
     gateway_event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(100))
     gateway_payment_id: Mapped[str | None] = mapped_column(String(200))
@@ -155,18 +189,23 @@ class WebhookInbox(Base):
     gateway_status: Mapped[str | None] = mapped_column(String(64))
     occurred_at: Mapped[datetime | None]
     detail: Mapped[dict[str, Any] | None]  # what the adapter read besides the status
+    # The report's amount, currency and owner tag: an orphan is checked like a live event.
+    report_amount: Mapped[int | None] = mapped_column(BigInteger)
+    report_currency: Mapped[str | None] = mapped_column(String(3))
+    report_owner: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(16))
     payment_id: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
-        UniqueConstraint("gateway", "gateway_event_id"),
-        UniqueConstraint("gateway", "body_sha256"),
+        UniqueConstraint("gateway", "gateway_account", "gateway_event_id"),
+        UniqueConstraint("gateway", "gateway_account", "body_sha256"),
         # Orphans (events for payments not registered yet) are looked up at registration.
         Index(
             "ix_webhook_events_orphans",
             "gateway",
+            "gateway_account",
             "gateway_payment_id",
             postgresql_where=text("payment_id IS NULL"),
             sqlite_where=text("payment_id IS NULL"),
@@ -199,9 +238,10 @@ class WebhookEndpoint(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(16))
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # In clear: every delivery is signed with it (HMAC), so it cannot be stored hashed.
-    secret: Mapped[str] = mapped_column(String(100))
-    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    # Sealed (`adapters.secrets`): every delivery is signed with it (HMAC), so it cannot be
+    # stored hashed, and a copy of the database must not be enough to forge deliveries.
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

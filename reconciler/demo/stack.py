@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from reconciler.adapters.secrets import new_key
 from reconciler.config import Settings
 from reconciler.demo.profile import Profile
 
@@ -36,6 +37,10 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# One key per demo or benchmark process, shared by every child it starts.
+STACK_SECRETS_KEY = new_key()
 
 
 def new_webhook_secret() -> str:
@@ -82,6 +87,8 @@ def child_env(
         }
     if database_url is not None:
         changes["database_url"] = database_url
+        # A throw-away stack: its endpoint secrets are sealed with a throw-away key.
+        changes["secrets_key"] = (STACK_SECRETS_KEY,)
     if simulator_url is not None:
         changes["simulator_url"] = simulator_url
     if webhook_secret is not None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
+from reconciler.domain.amounts import mismatch
 from reconciler.domain.notify import EventType, events_for_change
+from reconciler.domain.ownership import ABANDONED, abandon_at, abandoned, foreign
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
 from reconciler.domain.sync import (
@@ -70,6 +72,8 @@ class Snapshot:
     give_up_at: datetime
     notification_sequence: int
     version: int
+    gateway_account: str = "default"  # `gwa_…`, or the environment's `default` account
+    cancel_reason: str | None = None  # "abandoned": nobody paid within `abandon_after`
 
     @property
     def creating(self) -> bool:
@@ -114,6 +118,7 @@ MUTABLE_COLUMNS: tuple[str, ...] = (
     "last_error",
     "give_up_at",
     "notification_sequence",
+    "cancel_reason",
 )
 
 
@@ -196,6 +201,19 @@ def _judge(
     snapshot: Snapshot, event: Reporting, policy: PollPolicy, now: datetime, rand: Random
 ) -> Change:
     report = event.report
+    if foreign(snapshot.gateway_account, snapshot.merchant_id, report):
+        # Nothing of another merchant's payment is shown: as if the gateway did not know it.
+        return _not_known(snapshot, event.source, policy, now, rand)
+    words = mismatch(snapshot.amount, snapshot.currency, report.amount, report.currency)
+    if words is not None:
+        return _mismatched(snapshot, event, words, policy, now, rand)
+    if abandoned(snapshot.status, snapshot.created_at, report, policy, now):
+        report = replace(report, status=Status.CANCELED, cancel_reason=ABANDONED)
+        event = replace(
+            event,
+            report=report,
+            detail={**event.detail, "cancel_reason": ABANDONED},
+        )
     before = Status(snapshot.status)
     decision = decide(before, snapshot.gateway_status, snapshot.last_event_at, report)
     moved: dict[str, Any] = {}
@@ -217,6 +235,11 @@ def _judge(
             "updated_at": now,
             "last_event_at": last_event_at,
             "settled_at": settled_at,
+            "cancel_reason": (
+                ABANDONED
+                if decision.status is Status.CANCELED and report.cancel_reason == ABANDONED
+                else None
+            ),
         }
     review = _review(decision)
     fields_now = snapshot.sync_fields()
@@ -237,6 +260,11 @@ def _judge(
         now,
         rand,
     )
+    if report.waiting and sync.next_poll_at is not None:
+        # Polled when it is to be abandoned, not a backoff step later.
+        deadline = max(now, abandon_at(snapshot.created_at, policy))
+        if sync.next_poll_at > deadline:
+            sync = replace(sync, next_poll_at=deadline)
     after = _after(snapshot, moved, sync, now)
     reason = {"reason": decision.reason} if decision.reason else {}
     entry = Entry(
@@ -249,6 +277,63 @@ def _judge(
         occurred_at=report.occurred_at,
         gateway_event_id=event.gateway_event_id,
         detail={**event.detail, **reason},
+    )
+    return _finish(snapshot, after, sync, decision, entry)
+
+
+def _not_known(
+    snapshot: Snapshot, source: Source, policy: PollPolicy, now: datetime, rand: Random
+) -> Change:
+    sync = decide_sync(snapshot.sync_fields(), NotKnown(NOT_KNOWN), policy, now, rand)
+    after = _after(snapshot, {}, sync, now)
+    entry = Entry(
+        source=source,
+        outcome=Outcome.ERROR,
+        from_status=snapshot.status,
+        to_status=snapshot.status,
+        recorded_at=now,
+        detail={"error": NOT_KNOWN},
+    )
+    return _finish(snapshot, after, sync, Decision(Outcome.ERROR, Status(snapshot.status)), entry)
+
+
+def _mismatched(
+    snapshot: Snapshot,
+    event: Reporting,
+    words: str,
+    policy: PollPolicy,
+    now: datetime,
+    rand: Random,
+) -> Change:
+    """An amount or currency that differs never settles: the status stays, a person looks."""
+    status = Status(snapshot.status)
+    decision = Decision(Outcome.AMOUNT_MISMATCH, status, flag_review=True, reason=words)
+    sync = decide_sync(
+        snapshot.sync_fields(),
+        Reported(
+            source=event.source,
+            outcome=Outcome.AMOUNT_MISMATCH,
+            status=status,
+            review=ReviewReason.AMOUNT_MISMATCH,
+            review_detail=words,
+            polled=event.polled,
+            error=words,
+        ),
+        policy,
+        now,
+        rand,
+    )
+    after = _after(snapshot, {}, sync, now)
+    entry = Entry(
+        source=event.source,
+        outcome=Outcome.AMOUNT_MISMATCH,
+        from_status=snapshot.status,
+        to_status=snapshot.status,
+        recorded_at=now,
+        gateway_status=event.report.gateway_status,
+        occurred_at=event.report.occurred_at,
+        gateway_event_id=event.gateway_event_id,
+        detail={**event.detail, "reason": words},
     )
     return _finish(snapshot, after, sync, decision, entry)
 

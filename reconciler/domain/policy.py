@@ -30,9 +30,23 @@ class PollPolicy:
     # A failed call retries after this, doubling, up to the delay in force (0: it waits
     # for the next step of the schedule instead). See `domain.sync`.
     retry_first: float = 1.0
+    # A payment still waiting for its customer this long after creation is abandoned.
+    abandon_after: float = 86400.0
+
+    @property
+    def grace(self) -> float:
+        """The first poll's wait: `first_delay`, never past the time a payment nobody
+        pays is abandoned (so that is found out when it is due, not a grace later)."""
+        return min(self.first_delay, self.abandon_after)
 
     def __post_init__(self) -> None:
-        delays = (self.first_delay, self.base_delay, self.max_delay, self.give_up_after)
+        delays = (
+            self.first_delay,
+            self.base_delay,
+            self.max_delay,
+            self.give_up_after,
+            self.abandon_after,
+        )
         if min(*delays, self.retry_first) < 0:
             raise ValueError("poll delays must not be negative")
         if self.factor < 1:

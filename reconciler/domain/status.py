@@ -50,6 +50,7 @@ class Outcome(StrEnum):
     ERROR = "error"  # a poll that failed (transport, not-found, auth)
     RESOLVED = "resolved"  # an operator cleared a review flag
     REGISTERED = "registered"  # the payment was registered (its first poll's delay, and why)
+    AMOUNT_MISMATCH = "amount_mismatch"  # the gateway's amount or currency differs: flagged
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,15 @@ class Report:
     status: Status
     gateway_status: str
     occurred_at: datetime | None = None  # the gateway's own event time, when it gives one
+    # What the gateway says the payment is for (a capture: what was captured), when it says.
+    amount: int | None = None
+    currency: str | None = None
+    # The merchant the service tagged the gateway payment with when it created it.
+    owner: str | None = None
+    # Still waiting for the customer (nobody has paid): the adapter's mapping says which
+    # gateway statuses these are (docs/gateways.md).
+    waiting: bool = False
+    cancel_reason: str | None = None  # the gateway's reason, for a cancellation
 
 
 @dataclass(frozen=True)

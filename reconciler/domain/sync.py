@@ -48,6 +48,7 @@ class ReviewReason(StrEnum):
     CONFLICTING_REPORTS = "conflicting_reports"
     LATE_SUCCESS = "late_success"
     UNKNOWN_TO_GATEWAY = "unknown_to_gateway"
+    AMOUNT_MISMATCH = "amount_mismatch"
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,10 @@ def decide_sync(
     """Decide the payment's sync state after `event` (see the module's table)."""
     same = _unchanged(fields)
     if isinstance(event, Registered):
-        at = event.creation_deadline or now + timedelta(seconds=policy.first_delay)
+        at = event.creation_deadline or now + timedelta(seconds=policy.grace)
         return replace(same, state=SyncState.AWAITING_WEBHOOK, next_poll_at=at, attempts=0)
     if isinstance(event, Created):
-        at = now + timedelta(seconds=policy.first_delay)
+        at = now + timedelta(seconds=policy.grace)
         return replace(same, state=SyncState.AWAITING_WEBHOOK, next_poll_at=at, last_error=None)
     if isinstance(event, Reported):
         return _reported(fields, event, policy, now, rand)

@@ -28,7 +28,10 @@ bp.before_request(authenticate)
         201: Answer(Payment, "Registered", headers=("Location",)),
         200: Answer(Payment, "The same request again: the same payment"),
     },
-    problems={409: "The reference was used with a different body"},
+    problems={
+        404: "No such gateway account for this merchant",
+        409: "The reference was used with a different body, or the account is disabled",
+    },
 )
 def create_payment(body: PaymentRequest) -> tuple[Payment, int, dict[str, str]]:
     """Register a payment (or create it at the gateway); idempotent on merchant_reference."""

@@ -7,6 +7,7 @@ from flask import Flask
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints import (
+    accounts,
     admin,
     admin_notifications,
     admin_ui,
@@ -47,4 +48,6 @@ def create_app(
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin_ui.bp)
     app.register_blueprint(admin_notifications.bp)
+    app.register_blueprint(accounts.admin_bp)
+    app.register_blueprint(accounts.merchant_bp)
     return app

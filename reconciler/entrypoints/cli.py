@@ -12,6 +12,7 @@ import click
 
 from reconciler import __version__
 from reconciler.config import ConfigError, Settings, spec
+from reconciler.entrypoints.cli_accounts import account, secrets
 from reconciler.services.merchants import ROTATION_GRACE
 from reconciler.services.retention import MIN_RETENTION_DAYS
 from reconciler.simulator.cli import simulator
@@ -22,11 +23,15 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 def settings() -> Settings:
     """Read the settings from the environment; a bad value ends the command with exit 2."""
+    from reconciler.adapters.secrets import SecretBox, SecretsUnavailable
+
     try:
-        return Settings.from_env()
-    except ConfigError as exc:
+        settings = Settings.from_env()
+        SecretBox(settings.secrets_key)  # a key that is not a Fernet key stops here
+    except (ConfigError, SecretsUnavailable) as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
+    return settings
 
 
 def setting_option(flag: str, name: str, value_type: Any) -> Callable[[F], F]:
@@ -137,6 +142,8 @@ def sweep(once: bool) -> None:
 
 
 cli.add_command(simulator)
+cli.add_command(account)
+cli.add_command(secrets)
 
 
 @cli.command()

@@ -157,6 +157,17 @@ def sweep_once(settings: Settings) -> int:
     return 0
 
 
+def seal_clear(settings: Settings) -> None:
+    """Encrypt secrets an earlier version stored in clear (once a key is configured)."""
+    from reconciler.services.secrets import seal_clear_secrets
+
+    ctx = bootstrap(settings, gateways={})
+    try:
+        seal_clear_secrets(ctx)
+    finally:
+        ctx.close()
+
+
 def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
     """Build the app with its sweep started (one per worker process; see SweepJob).
 
@@ -190,4 +201,5 @@ def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
 
     logs.configure(settings.log_level)
     upgrade(settings)
+    seal_clear(settings)
     return server.serve(settings, host or settings.host, port or settings.port)

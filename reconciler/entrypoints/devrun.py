@@ -32,6 +32,8 @@ from typing import Any
 from reconciler.config import ConfigError, Settings, spec
 
 DEV_FILE = Path(".reconciler-dev.json")
+# The dev Fernet key that seals stored secrets, kept beside the dev API key.
+DEV_KEY_FILE = Path(".reconciler-dev-secrets-key")
 DEV_MERCHANT = "dev"
 
 
@@ -223,6 +225,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
+def dev_secrets_key(path: Path = DEV_KEY_FILE) -> str:
+    """Return the saved dev secrets key, or make one and save it (owner-readable only)."""
+    from reconciler.adapters.secrets import new_key
+
+    try:
+        saved = path.read_text().strip()
+    except OSError:
+        saved = ""
+    if saved:
+        return saved
+    key = new_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return key
+
+
 def run(settings: Settings) -> int:
     """Check the ports, start the simulator, reuse the dev merchant, then serve."""
     problems = port_problems(settings)
@@ -239,6 +258,7 @@ def run(settings: Settings) -> int:
         simulator_webhook_secret=(secret,),
         # The dev endpoint is on loopback: allowed here, refused in production.
         notify_allow_private=True,
+        secrets_key=settings.secrets_key or (dev_secrets_key(),),
     )
     identity = secrets.token_urlsafe(16)
     simulator = start_simulator(settings, secret, identity)

@@ -20,11 +20,12 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from reconciler.adapters.gateways.base import (
     AuthError,
+    Cancels,
     CreateRequest,
     Gateway,
     GatewayPayment,
@@ -35,6 +36,7 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.bootstrap import Context
+from reconciler.config import GATEWAYS
 from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
 from reconciler.entrypoints import notify_metrics
@@ -203,6 +205,12 @@ class TimedGateway:
     def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         return self.inner.parse_webhook(headers, body, now)
 
+    def cancel_payment(self, gateway_payment_id: str, reason: str) -> GatewayPayment:
+        inner = self.inner
+        if not isinstance(inner, Cancels):
+            raise RequestRejected(f"{self.name} cannot cancel a payment")
+        return self._timed("cancel", lambda: inner.cancel_payment(gateway_payment_id, reason))
+
     def _timed(self, operation: str, call: Callable[[], T]) -> T:
         started = time.perf_counter()
         failure: BaseException | None = None
@@ -222,7 +230,7 @@ class TableCollector(Collector):
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self.ctx.clock()
         stats = health.table_stats(self.ctx, now)
         states, backlog, oldest = stats.by_sync_state, stats.due, stats.oldest_pending_created_at
@@ -240,3 +248,11 @@ class TableCollector(Collector):
             "Age of the oldest payment still pending (0 when none)",
             value=(now - oldest).total_seconds() if oldest else 0.0,
         )
+        abandoned = CounterMetricFamily(
+            "reconciler_payments_abandoned",
+            "Payments nobody paid, canceled as abandoned (a normal outcome: no alert)",
+            labels=["gateway"],
+        )
+        for gateway in sorted(set(GATEWAYS) | set(stats.abandoned)):
+            abandoned.add_metric([gateway], stats.abandoned.get(gateway, 0))
+        yield abandoned

@@ -18,7 +18,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from reconciler import __version__
 from reconciler.config import GATEWAYS
-from reconciler.entrypoints import admin, admin_notifications, api, endpoints
+from reconciler.entrypoints import accounts, admin, admin_notifications, api, endpoints
 from reconciler.entrypoints.problems import PROBLEM
 from reconciler.entrypoints.routing import Answer, Operation, Routes, status_phrase
 from reconciler.entrypoints.schemas import Problem, ResourceId
@@ -29,6 +29,8 @@ DECLARED: tuple[Routes, ...] = (
     endpoints.routes,
     admin.routes,
     admin_notifications.routes,
+    accounts.admin_routes,
+    accounts.merchant_routes,
 )
 SCHEMES = {"bearer": "Merchant API key", "admin": "RECONCILER_ADMIN_TOKEN"}
 REF = "#/components/schemas/{model}"
@@ -48,6 +50,22 @@ UNDECLARED = (
             400: "Malformed body or signature header",
             401: "Signature wrong or timestamp outside tolerance",
             404: "Unknown gateway",
+            413: "Body too large",
+        },
+    ),
+    Operation(
+        method="POST",
+        path="/webhooks/{gateway}/{account_id}",
+        operation_id="webhooks.receive_for_account",
+        summary="Receive a gateway account's webhook (verified with that account's secrets)",
+        security=None,
+        body=ANY_OBJECT,
+        path_parameters=("gateway", "account_id"),
+        answers={200: Answer(ANY_OBJECT, "Accepted (duplicates included)")},
+        problems={
+            400: "Malformed body or signature header",
+            401: "Signature wrong (for this account) or timestamp outside tolerance",
+            404: "Unknown gateway or account",
             413: "Body too large",
         },
     ),

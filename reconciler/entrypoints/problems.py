@@ -13,6 +13,7 @@ from reconciler.services.errors import (
     Conflict,
     GatewayUnavailable,
     NotFound,
+    SecretsKeyMissing,
     ServiceError,
     SignatureRejected,
     ValidationFailed,
@@ -71,6 +72,8 @@ SERVICE_ERRORS: dict[type[ServiceError], tuple[int, str]] = {
     Conflict: (409, "Conflict"),
     SignatureRejected: (401, "Invalid signature"),
     WebhookUnreadable: (400, "Malformed webhook"),
+    # The service's own configuration is missing: its fault, not the caller's.
+    SecretsKeyMissing: (503, "Secrets key not configured"),
 }
 
 

@@ -148,6 +148,11 @@ class PaymentRequest(Shape):
     gateway_payment_id: Text | None = Field(
         None, description="Track this existing gateway payment; omit to create one"
     )
+    gateway_account: ResourceId | None = Field(
+        None,
+        description="The merchant's gateway account (`gwa_…`, or `default`); omit for the "
+        "merchant's only active account at that gateway, else `default`",
+    )
 
 
 class PaymentFilter(Shape):
@@ -207,6 +212,7 @@ class Payment(Row):
     id: str
     merchant_reference: str
     gateway: str
+    gateway_account: str = Field(description="`gwa_…`, or `default` (the service's own)")
     gateway_payment_id: str | None
     amount: int
     currency: str
@@ -217,6 +223,7 @@ class Payment(Row):
     updated_at: Timestamp
     settled_at: Timestamp | None
     review_reason: str | None
+    cancel_reason: str | None = Field(description='"abandoned" when nobody paid in time')
     sync: Sync
 
     @model_validator(mode="before")

@@ -1,10 +1,12 @@
-"""Gateway webhooks: `POST /webhooks/<gateway>`."""
+"""Gateway webhooks: `POST /webhooks/<gateway>` (the `default` account) and
+`POST /webhooks/<gateway>/<account_id>` (a merchant's own account)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from reconciler.bootstrap import Context
+from reconciler.domain.ownership import DEFAULT_ACCOUNT
 from reconciler.entrypoints.bodies import read_body
 from reconciler.services.errors import SignatureRejected, WebhookUnreadable
 from reconciler.services.webhooks import ingest_webhook
@@ -13,13 +15,14 @@ bp = Blueprint("webhooks", __name__)
 
 
 @bp.post("/webhooks/<gateway>")
-def receive(gateway: str) -> Response:
+@bp.post("/webhooks/<gateway>/<account_id>")
+def receive(gateway: str, account_id: str = DEFAULT_ACCOUNT) -> Response:
     """Verify, store and apply one gateway event before answering."""
     ctx: Context = current_app.extensions["reconciler"]
     metrics = current_app.extensions["reconciler.metrics"]
     body = read_body(ctx.settings.max_body_bytes)
     try:
-        result = ingest_webhook(ctx, gateway, request.headers, body)
+        result = ingest_webhook(ctx, gateway, request.headers, body, account_id)
     except SignatureRejected:
         metrics.webhook(gateway, "invalid_signature")
         raise

@@ -11,7 +11,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters.gateways.base import Gateway
+from reconciler.adapters.gateways.registry import AdapterRegistry
 from reconciler.adapters.gateways.transport import HttpClient
+from reconciler.adapters.models import DEFAULT_ACCOUNT
+from reconciler.adapters.secrets import SecretBox
 from reconciler.config import Settings
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy, Random
@@ -40,6 +43,8 @@ class Context:
     rand: Random = field(default_factory=lambda: random.SystemRandom().random)
     http: HttpClient | None = None
     notify: DeliveryPolicy | None = None  # merchant notifications; None: nobody is told
+    secrets: SecretBox = field(default_factory=SecretBox)  # seals stored secrets
+    accounts: AdapterRegistry | None = None  # adapters of merchants' own gateway accounts
     keys: KeyCache = field(default_factory=KeyCache)  # recently accepted API keys
     # Group commit: the engine's results and webhooks share commits (one writer at a time).
     writer: GroupCommit | None = None
@@ -69,6 +74,12 @@ class Context:
     def can_register(self, gateway: str) -> bool:
         """Say whether payments may be registered for this gateway (credentials are set)."""
         return gateway in self.gateways and self.settings.gateway(gateway).enabled
+
+    def gateway_for(self, gateway: str, account: str = DEFAULT_ACCOUNT) -> Gateway | None:
+        """Return the adapter of one gateway account (`default`: the environment's)."""
+        if account == DEFAULT_ACCOUNT or self.accounts is None:
+            return self.gateways.get(gateway) if account == DEFAULT_ACCOUNT else None
+        return self.accounts.get(gateway, account, self.clock())
 
     def close(self) -> None:
         if self.http is not None:

@@ -17,6 +17,7 @@ from reconciler.adapters.gateways.base import (
     GatewayError,
     GatewayPayment,
     RequestRejected,
+    TransientError,
 )
 from reconciler.adapters.models import Payment
 from reconciler.config import Settings
@@ -29,7 +30,12 @@ from reconciler.services.schedule import Scheduling, decide_and_store
 
 
 def request_for(
-    *, amount: int, currency: str, merchant_reference: str, idempotency_key: str
+    *,
+    amount: int,
+    currency: str,
+    merchant_reference: str,
+    idempotency_key: str,
+    merchant_id: str | None = None,
 ) -> CreateRequest:
     """Build the creation request; every attempt for one payment sends the same one."""
     return CreateRequest(
@@ -37,6 +43,7 @@ def request_for(
         currency=currency,
         merchant_reference=merchant_reference,
         idempotency_key=idempotency_key,
+        merchant_id=merchant_id,
     )
 
 
@@ -54,8 +61,14 @@ def create_now(ctx: Context, payment_id: str, *, source: Source) -> Payment:
             currency=payment.currency,
             merchant_reference=payment.merchant_reference,
             idempotency_key=payment.idempotency_key,
+            merchant_id=payment.merchant_id,
         )
-    answer = gateway_calls.create(ctx.gateways[payment.gateway], request)
+    gateway = ctx.gateway_for(payment.gateway, payment.gateway_account)
+    answer = (
+        gateway_calls.create(gateway, request)
+        if gateway is not None
+        else TransientError("gateway not configured")
+    )
     with ctx.sessions.begin() as session:
         payment = repository.payment_for_update(session, payment_id) or payment
         store(

@@ -134,7 +134,8 @@ class Deliveries:
             return Skipped()
         with self._lock:
             self._payments[row.id] = job.payment_id
-        return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
+        secrets = self.ctx.secrets.open_all(job.secrets)  # stored sealed
+        return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=secrets)
 
     def _store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
         with self._lock:

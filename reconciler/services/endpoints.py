@@ -20,6 +20,7 @@ from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.ids import new_id
 from reconciler.services.notifications import disable_endpoint
 from reconciler.services.payments import page_start
+from reconciler.services.secrets import seal
 
 ROTATION_OVERLAP = timedelta(hours=24)
 REGISTRATION_LOOKUP_S = 1.0  # how long registering an endpoint waits for its DNS answer
@@ -81,6 +82,7 @@ def create_endpoint(
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; return it with its secret (shown here and on rotation only)."""
     now = ctx.clock()
+    secret = new_secret()
     endpoint = WebhookEndpoint(
         id=new_id("we"),
         merchant_id=merchant.id,
@@ -88,7 +90,7 @@ def create_endpoint(
         events=_events(events),
         description=description,
         status=ENABLED,
-        secret=new_secret(),
+        secret=seal(ctx, secret),
         created_at=now,
         updated_at=now,
     )
@@ -100,7 +102,7 @@ def create_endpoint(
                 "(RECONCILER_NOTIFY_MAX_ENDPOINTS)"
             )
         session.add(endpoint)
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 def list_endpoints(ctx: Context, merchant: Merchant) -> Sequence[WebhookEndpoint]:
@@ -158,13 +160,15 @@ def rotate_secret(
 ) -> tuple[WebhookEndpoint, str]:
     """Give the endpoint a new secret; the one it replaces still signs for 24 h."""
     now = ctx.clock()
+    secret = new_secret()
+    sealed = seal(ctx, secret)
     with ctx.sessions.begin() as session:
         endpoint = _locked(session, merchant, endpoint_id)
         endpoint.previous_secret = endpoint.secret
         endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
-        endpoint.secret = new_secret()
+        endpoint.secret = sealed
         endpoint.updated_at = now
-    return endpoint, endpoint.secret
+    return endpoint, secret
 
 
 def list_deliveries(

@@ -31,3 +31,7 @@ class SignatureRejected(ServiceError):
 
 class WebhookUnreadable(ServiceError):
     """A webhook's body or signature header cannot be read."""
+
+
+class SecretsKeyMissing(ServiceError):
+    """A secret would have to be stored, and no RECONCILER_SECRETS_KEY can seal it."""

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from reconciler.adapters.gateways.base import (
     AuthError,
+    Cancels,
     CreateRequest,
     Gateway,
     GatewayError,
@@ -45,6 +46,20 @@ def fetch(gateway: Gateway, gateway_payment_id: str) -> Answer:
             f"asked for {gateway_payment_id}, "
             f"the gateway answered about {answer.gateway_payment_id} instead"
         )
+    return answer
+
+
+def cancel(gateway: Cancels, gateway_payment_id: str, reason: str) -> Answer:
+    """Cancel a payment nobody paid at the gateway; answer its new state or the error."""
+    try:
+        answer = gateway.cancel_payment(gateway_payment_id, reason)
+    except GatewayError as exc:
+        return exc
+    except Exception as exc:
+        log.exception("gateway adapter crashed", extra={"gateway": gateway_payment_id})
+        return TransientError(f"adapter error: {type(exc).__name__}")
+    if answer.gateway_payment_id != gateway_payment_id:
+        return TransientError(f"canceled {gateway_payment_id}, the gateway answered otherwise")
     return answer
 
 

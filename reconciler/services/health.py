@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reconciler.adapters import db, repository
+from reconciler.adapters.gateways.razorpay import WAITING_ORDER_STATUSES
+from reconciler.adapters.gateways.stripe import WAITING_STATUSES
 from reconciler.services.context import Context
+
+# Gateway statuses of payments waiting for their customer: not late, abandoned in time.
+WAITING = {"stripe": WAITING_STATUSES, "razorpay": WAITING_ORDER_STATUSES}
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class TableStats:
     by_sync_state: dict[str, int]
     due: int
     oldest_pending_created_at: datetime | None
+    abandoned: dict[str, int]  # payments canceled as abandoned, by gateway
 
 
 def readiness(ctx: Context) -> Readiness:
@@ -49,5 +55,6 @@ def table_stats(ctx: Context, now: datetime) -> TableStats:
         return TableStats(
             by_sync_state=repository.count_by_sync_state(session),
             due=repository.due_backlog(session, now),
-            oldest_pending_created_at=repository.oldest_pending_created_at(session),
+            oldest_pending_created_at=repository.oldest_pending_created_at(session, WAITING),
+            abandoned=repository.count_abandoned(session),
         )

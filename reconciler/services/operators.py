@@ -13,9 +13,10 @@ from reconciler.domain.status import Source, Status, SyncState
 from reconciler.services.context import Context
 from reconciler.services.engine import CIRCUIT_OPEN
 from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services.health import WAITING
 from reconciler.services.notify_stats import NotifyStats, notify_stats
 from reconciler.services.payments import page_start
-from reconciler.services.polling import GATEWAY_NOT_CONFIGURED
+from reconciler.services.polling import GATEWAY_NOT_CONFIGURED, breaker_key
 
 HUMAN_STATES = (SyncState.NEEDS_REVIEW, SyncState.GAVE_UP)
 CHART_MINUTES = 60
@@ -47,6 +48,18 @@ class BreakerView:
 
 
 @dataclass(frozen=True)
+class AccountView:
+    """A merchant's own gateway account, with its breaker in this process."""
+
+    id: str
+    merchant_id: str
+    gateway: str
+    status: str
+    webhook_path: str
+    breaker: str  # a BreakerState value; "unknown" when no poll has used it here yet
+
+
+@dataclass(frozen=True)
 class Overview:
     """The numbers on the overview page, all read at `now`."""
 
@@ -58,6 +71,7 @@ class Overview:
     minutes: list[Minute]
     breakers: list[BreakerView]
     notifications: NotifyStats  # merchant deliveries: backlog, oldest undelivered, endpoints
+    accounts: list[AccountView]  # merchants' own gateway accounts (`default` is the breakers')
 
     @property
     def total(self) -> int:
@@ -74,11 +88,12 @@ def overview(ctx: Context, breakers: Mapping[str, CircuitBreaker]) -> Overview:
         by_status = repository.count_by_status(session)
         by_sync_state = repository.count_by_sync_state(session)
         due_now = repository.due_backlog(session, now)
-        oldest = repository.oldest_pending_created_at(session)
+        oldest = repository.oldest_pending_created_at(session, WAITING)
         counts = repository.events_per_minute(
             session, since=since, sources=(Source.POLL.value, Source.WEBHOOK.value)
         )
         failures = repository.last_poll_failures(session, ignore=HELD_ERRORS)
+        accounts = repository.gateway_accounts(session)
     return Overview(
         now=now,
         by_status={s.value: by_status.get(s.value, 0) for s in Status},
@@ -88,7 +103,22 @@ def overview(ctx: Context, breakers: Mapping[str, CircuitBreaker]) -> Overview:
         minutes=_minutes(since, counts),
         breakers=_breakers(sorted(set(ctx.gateways) | set(breakers)), breakers, failures),
         notifications=notify_stats(ctx),
+        accounts=[
+            AccountView(
+                id=a.id,
+                merchant_id=a.merchant_id,
+                gateway=a.gateway,
+                status=a.status,
+                webhook_path=f"/webhooks/{a.gateway}/{a.id}",
+                breaker=_state(breakers.get(breaker_key(a.gateway, a.id))),
+            )
+            for a in accounts
+        ],
     )
+
+
+def _state(breaker: CircuitBreaker | None) -> str:
+    return breaker.state.value if breaker is not None else "unknown"
 
 
 def _minute_floor(when: datetime) -> datetime:

@@ -7,7 +7,7 @@ import json
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -19,9 +19,9 @@ from reconciler.config import GATEWAYS
 from reconciler.domain.status import Source, Status, SyncState
 from reconciler.domain.sync import Refreshed as RefreshedEvent
 from reconciler.domain.sync import Registered
-from reconciler.services import changes, creation, reliability
+from reconciler.services import accounts, changes, creation, reliability
 from reconciler.services.context import Context
-from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
+from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.reports import apply_orphans
 from reconciler.services.schedule import decide_and_store, new_sync
 
@@ -39,9 +39,13 @@ class PaymentRequest:
     amount: int
     currency: str
     gateway_payment_id: str | None = None
+    gateway_account: str | None = None
 
     def fingerprint(self) -> str:
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        body = asdict(self)
+        if body["gateway_account"] is None:
+            del body["gateway_account"]  # as bodies were before accounts existed
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -58,14 +62,8 @@ def register_payment(
     row is committed, so a crash or a gateway outage leaves a row the sweep will retry
     with the same idempotency key.
     """
-    if not ctx.can_register(request.gateway):
-        raise GatewayUnavailable(
-            f"gateway {request.gateway!r} is not configured on this service "
-            f"(set its RECONCILER_{request.gateway.upper()}_* credentials)"
-        )
     fingerprint = request.fingerprint()
     now = ctx.clock()
-    first = ctx.reliability.first_delay_for(reliability.default_account(request.gateway), now)
     sched = ctx.scheduling(request.gateway)
     try:
         with ctx.sessions.begin() as session:
@@ -79,18 +77,27 @@ def register_payment(
             )
             if existing is not None:
                 return _replay(existing, fingerprint), False
-            if request.gateway_payment_id is not None and repository.payment_by_gateway_id(
-                session, request.gateway, request.gateway_payment_id
-            ):
-                raise Conflict(
-                    f"{request.gateway} payment {request.gateway_payment_id} is already tracked"
+            account = accounts.account_for_payment(
+                ctx, session, merchant.id, request.gateway, request.gateway_account
+            )
+            # Each account's own first delay (`auto` measures each account's webhooks).
+            key = reliability.account_key(request.gateway, account)
+            first = ctx.reliability.first_delay_for(key, now, request.gateway)
+            if first.seconds != sched.policy.first_delay:
+                sched = replace(sched, policy=replace(sched.policy, first_delay=first.seconds))
+            if request.gateway_payment_id is not None:
+                tracked = repository.payment_by_gateway_id(
+                    session, request.gateway, request.gateway_payment_id, account=account
                 )
+                if tracked is not None:
+                    return _tracked(tracked, merchant, request, fingerprint), False
             payment = Payment(
                 id=new_id("pay"),
                 merchant_id=merchant.id,
                 merchant_reference=request.merchant_reference,
                 request_fingerprint=fingerprint,
                 gateway=request.gateway,
+                gateway_account=account,
                 gateway_payment_id=request.gateway_payment_id,
                 idempotency_key=new_id("idem"),
                 amount=request.amount,
@@ -129,6 +136,22 @@ def register_payment(
     if request.gateway_payment_id is None:
         payment = creation.create_now(ctx, payment.id, source=Source.API)
     return payment, True
+
+
+def _tracked(
+    tracked: Payment, merchant: Merchant, request: PaymentRequest, fingerprint: str
+) -> Payment:
+    """Answer a registration of a gateway payment that is tracked already.
+
+    The merchant's own registration of it under the same reference is a replay (a
+    concurrent identical request committed between our two reads); anything else is a
+    conflict.
+    """
+    if tracked.merchant_id == merchant.id and (
+        tracked.merchant_reference == request.merchant_reference
+    ):
+        return _replay(tracked, fingerprint)
+    raise Conflict(f"{request.gateway} payment {request.gateway_payment_id} is already tracked")
 
 
 def _replay(existing: Payment, fingerprint: str) -> Payment:

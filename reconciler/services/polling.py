@@ -19,8 +19,10 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
-from reconciler.adapters.gateways.base import AuthError, GatewayPayment, TransientError
+from reconciler.adapters.gateways.base import AuthError, Cancels, GatewayPayment, TransientError
+from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
+from reconciler.domain.ownership import ABANDONED, abandoned
 from reconciler.domain.payment import Entry, Event, Reporting, Snapshot, apply
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome as ReportOutcome
@@ -35,6 +37,11 @@ from reconciler.services.work import Done, Outcome, Signal
 log = logging.getLogger(__name__)
 
 GATEWAY_NOT_CONFIGURED = "gateway not configured"
+
+
+def breaker_key(gateway: str, account: str) -> str:
+    """Name a gateway account's breaker: the gateway for `default`, else `gateway/gwa_…`."""
+    return gateway if account == DEFAULT_ACCOUNT else f"{gateway}/{account}"
 
 
 class PaymentPolls:
@@ -57,10 +64,16 @@ class PaymentPolls:
         return row.id
 
     def target(self, row: Snapshot) -> str | None:
-        return row.gateway if row.gateway in self.ctx.gateways else None
+        """Key the breaker per account: one merchant's revoked key trips only its own."""
+        if self.ctx.gateway_for(row.gateway, row.gateway_account) is None:
+            return None
+        return breaker_key(row.gateway, row.gateway_account)
 
     def call(self, row: Snapshot) -> Outcome[Answer]:
-        gateway = self.ctx.gateways[row.gateway]
+        gateway = self.ctx.gateway_for(row.gateway, row.gateway_account)
+        if gateway is None:  # removed since the claim: held like a gateway not configured
+            answer: Answer = TransientError(GATEWAY_NOT_CONFIGURED)
+            return Outcome(answer, _signal(answer), gateway_calls.label(answer), _words(answer))
         with self._lock:
             self.counts["create" if row.creating else "poll"] += 1
         if row.gateway_payment_id is None:
@@ -69,11 +82,25 @@ class PaymentPolls:
                 currency=row.currency,
                 merchant_reference=row.merchant_reference,
                 idempotency_key=row.idempotency_key,
+                merchant_id=row.merchant_id,
             )
             answer = gateway_calls.create(gateway, request)
         else:
             answer = gateway_calls.fetch(gateway, row.gateway_payment_id)
+            if self._cancels_first(row, answer) and isinstance(gateway, Cancels):
+                # Abandoned: canceled at the gateway first, so nobody can pay it later.
+                answer = gateway_calls.cancel(gateway, row.gateway_payment_id, ABANDONED)
         return Outcome(answer, _signal(answer), gateway_calls.label(answer), _words(answer))
+
+    def _cancels_first(self, row: Snapshot, answer: Answer) -> bool:
+        return (
+            isinstance(answer, GatewayPayment)
+            and row.gateway == "stripe"
+            and self.ctx.settings.stripe_cancel_abandoned
+            and abandoned(
+                row.status, row.created_at, answer.report(), self._policy(row), self.ctx.clock()
+            )
+        )
 
     def complete(
         self, session: Session, done: Sequence[Done[Snapshot, Answer]], owner: str

@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters.gateways.base import WebhookEvent
 from reconciler.adapters.gateways.event_types import terminal_event_type
+from reconciler.adapters.models import DEFAULT_ACCOUNT
+from reconciler.adapters.repository import accounts as account_rows
 from reconciler.adapters.repository import reliability as repo
 from reconciler.config import Settings
 from reconciler.domain.payment import Change, Entry, Snapshot
@@ -70,6 +72,11 @@ RECEIVED, DUPLICATES, OUT_OF_ORDER, BAD_SIGNATURES, BY_WEBHOOK, POLLED_FIRST, LA
 def default_account(gateway: str) -> str:
     """Name the account the environment's credentials form for a gateway."""
     return f"{DEFAULT_PREFIX}{gateway}"
+
+
+def account_key(gateway: str, account: str) -> str:
+    """Name an account's counts: `default-{gateway}` for the environment's, else its id."""
+    return default_account(gateway) if account == DEFAULT_ACCOUNT else account
 
 
 def default_gateway(account_key: str) -> str | None:
@@ -189,9 +196,11 @@ class Reliability:
     def is_auto(self, gateway: str) -> bool:
         return gateway in self.settings.first_delay_auto
 
-    def first_delay_for(self, account_key: str, now: datetime) -> FirstDelay:
+    def first_delay_for(
+        self, account_key: str, now: datetime, gateway: str | None = None
+    ) -> FirstDelay:
         """Return the first poll delay in force for an account, and why."""
-        gateway = default_gateway(account_key) or ""
+        gateway = gateway or default_gateway(account_key) or ""
         if not self.is_auto(gateway):
             return FirstDelay(self.settings.policy(gateway).first_delay, DelaySource.FIXED)
         known = self._first.get(account_key)
@@ -226,9 +235,10 @@ def note_webhook(
     now: datetime,
     payment: Snapshot | None = None,
     change: Change | None = None,
+    account: str = DEFAULT_ACCOUNT,
 ) -> None:
     """Count a first delivery: received, out of order, its delay, first-terminal or late."""
-    rel, key = ctx.reliability, default_account(gateway)
+    rel, key = ctx.reliability, account_key(gateway, account)
     report = event.report
     if report is None:
         rel.count(key, gateway, event.event_type, now, RECEIVED)
@@ -253,14 +263,20 @@ def note_webhook(
         rel.delay(key, gateway, event.event_type, now, seconds, kind)
 
 
-def note_duplicate(ctx: Context, gateway: str, event: WebhookEvent, now: datetime) -> None:
+def note_duplicate(
+    ctx: Context, gateway: str, event: WebhookEvent, now: datetime, account: str = DEFAULT_ACCOUNT
+) -> None:
     """Count a delivery of an event already stored."""
-    ctx.reliability.count(default_account(gateway), gateway, event.event_type, now, DUPLICATES)
+    key = account_key(gateway, account)
+    ctx.reliability.count(key, gateway, event.event_type, now, DUPLICATES)
 
 
-def note_bad_signature(ctx: Context, gateway: str, now: datetime) -> None:
+def note_bad_signature(
+    ctx: Context, gateway: str, now: datetime, account: str = DEFAULT_ACCOUNT
+) -> None:
     """Count a delivery whose signature failed (its event type cannot be trusted)."""
-    ctx.reliability.count(default_account(gateway), gateway, UNVERIFIED, now, BAD_SIGNATURES)
+    key = account_key(gateway, account)
+    ctx.reliability.count(key, gateway, UNVERIFIED, now, BAD_SIGNATURES)
 
 
 def note_polls(ctx: Context, changes: Iterable[Change]) -> None:
@@ -273,7 +289,7 @@ def note_polls(ctx: Context, changes: Iterable[Change]) -> None:
         ):
             continue
         event_type = terminal_event_type(after.gateway, Status(after.status))
-        key = default_account(after.gateway)
+        key = account_key(after.gateway, after.gateway_account)
         rel.count(key, after.gateway, event_type, entry.recorded_at, POLLED_FIRST)
 
 
@@ -313,8 +329,14 @@ def refresh(ctx: Context) -> dict[str, FirstDelay]:
     bounds = auto_bounds(ctx.settings)
     chosen: dict[str, FirstDelay] = {}
     with ctx.read() as session:
-        for gateway in sorted(ctx.settings.first_delay_auto & set(ctx.gateways)):
-            key = default_account(gateway)
+        auto = ctx.settings.first_delay_auto & set(ctx.gateways)
+        keys = [default_account(gateway) for gateway in sorted(auto)]
+        keys += [
+            account.id
+            for account in account_rows.gateway_accounts(session)
+            if account.gateway in auto and account.status == "active"
+        ]
+        for key in keys:
             chosen[key] = choose_for(session, key, now, bounds)
     for key, first in chosen.items():
         rel.set_first_delay(key, first, now)

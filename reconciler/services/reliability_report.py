@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.adapters.repository import accounts as account_rows
 from reconciler.adapters.repository import reliability as repo
 from reconciler.domain.reliability import FirstDelay, Histogram, merge, missed, quantile
 from reconciler.services.context import Context
@@ -21,16 +22,20 @@ CHART_SLOT = timedelta(hours=1)  # the page's chart: one point per hour over 24 
 def known_account(ctx: Context, account_key: str) -> bool:
     """Say whether an account key names an account of this service.
 
-    Today that is `default-{gateway}` of a configured gateway; gateway accounts add
-    their `gwa_…` ids here.
+    That is `default-{gateway}` of a configured gateway, or a gateway account's `gwa_…` id.
     """
     gateway = default_gateway(account_key)
-    return gateway is not None and gateway in ctx.gateways
+    if gateway is not None:
+        return gateway in ctx.gateways
+    with ctx.read() as session:
+        return account_rows.gateway_account(session, account_key) is not None
 
 
 def accounts(ctx: Context) -> list[str]:
-    """List the account keys the operator's page shows."""
-    return [default_account(gateway) for gateway in sorted(ctx.gateways)]
+    """List the account keys the operator's page shows: the defaults, then merchants' own."""
+    with ctx.read() as session:
+        own = [account.id for account in account_rows.gateway_accounts(session)]
+    return [default_account(gateway) for gateway in sorted(ctx.gateways)] + own
 
 
 def quantiles(histogram: Histogram) -> dict[str, float | None]:

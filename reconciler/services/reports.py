@@ -87,7 +87,9 @@ def apply_orphans(session: Session, payment: Payment, *, now: datetime, sched: S
     """Apply webhooks that arrived before the payment was known, in arrival order."""
     if payment.gateway_payment_id is None:
         return 0
-    orphans = repository.orphan_webhooks(session, payment.gateway, payment.gateway_payment_id)
+    orphans = repository.orphan_webhooks(
+        session, payment.gateway, payment.gateway_payment_id, payment.gateway_account
+    )
     for entry in orphans:
         apply_inbox_entry(session, payment, entry, now=now, sched=sched)
     return len(orphans)
@@ -110,7 +112,14 @@ def apply_inbox_entry(
     decision = apply_webhook(
         session,
         payment,
-        Report(Status(entry.status), entry.gateway_status, entry.occurred_at),
+        Report(
+            Status(entry.status),
+            entry.gateway_status,
+            entry.occurred_at,
+            amount=entry.report_amount,
+            currency=entry.report_currency,
+            owner=entry.report_owner,
+        ),
         event_id=entry.gateway_event_id,
         event_type=entry.event_type,
         detail=entry.detail,

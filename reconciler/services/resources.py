@@ -17,6 +17,7 @@ def payment_resource(row: Any) -> dict[str, Any]:
         "id": row.id,
         "merchant_reference": row.merchant_reference,
         "gateway": row.gateway,
+        "gateway_account": row.gateway_account,
         "gateway_payment_id": row.gateway_payment_id,
         "amount": row.amount,
         "currency": row.currency,
@@ -27,6 +28,7 @@ def payment_resource(row: Any) -> dict[str, Any]:
         "updated_at": rfc3339(row.updated_at),
         "settled_at": rfc3339(row.settled_at),
         "review_reason": row.review_reason,
+        "cancel_reason": row.cancel_reason,
         "sync": {
             "state": row.sync_state,
             "poll_attempts": row.poll_attempts,

@@ -19,6 +19,7 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.adapters.gateways.http import case_insensitive
+from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
 from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
@@ -46,28 +47,37 @@ class Ingested:
     outcome: str | None = None
 
 
-def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: bytes) -> Ingested:
-    """Verify a delivery and store and apply it in one transaction.
+def ingest_webhook(
+    ctx: Context,
+    gateway_name: str,
+    headers: Headers,
+    body: bytes,
+    account: str = DEFAULT_ACCOUNT,
+) -> Ingested:
+    """Verify a delivery with one account's secrets, and store and apply it in one transaction.
 
     Raises SignatureRejected / WebhookUnreadable before anything is stored. A second
     delivery of the same gateway event id changes no payment; it is noted on the
-    timeline as a duplicate. `headers` is a case-insensitive mapping (Flask's).
+    timeline as a duplicate. `headers` is a case-insensitive mapping (Flask's). An
+    event applies only to the payments of the account whose path received it.
     """
-    gateway = ctx.gateways.get(gateway_name)
+    gateway = ctx.gateway_for(gateway_name, account) if gateway_name in GATEWAYS else None
     if gateway is None:
+        if account != DEFAULT_ACCOUNT:
+            raise NotFound(f"no {gateway_name} gateway account {account}")
         known = "is not configured" if gateway_name in GATEWAYS else "is unknown"
         raise NotFound(f"gateway {gateway_name!r} {known}")
     now = ctx.clock()
     try:
         event = gateway.parse_webhook(case_insensitive(headers), body, now)
     except InvalidSignature as exc:
-        reliability.note_bad_signature(ctx, gateway_name, now)
+        reliability.note_bad_signature(ctx, gateway_name, now, account)
         raise SignatureRejected(str(exc) or "signature verification failed") from None
     except MalformedWebhook as exc:
         raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
         raise WebhookUnreadable("event or payment id longer than 200 characters")
-    ingest = _Ingest(gateway_name, event, body, now, ctx)
+    ingest = _Ingest(gateway_name, event, body, now, ctx, account)
     if ctx.writer is not None:  # group commit: the answer waits for the commit holding it
         return ctx.writer.run(INGEST, ingest)
     with ctx.sessions.begin() as session:
@@ -83,6 +93,7 @@ class _Ingest:
     body: bytes
     now: datetime
     ctx: Context
+    account: str = DEFAULT_ACCOUNT  # the gateway account whose path received it
 
     def store(self, session: Session) -> Ingested:
         gateway_name, event, body, now, ctx = (
@@ -93,38 +104,40 @@ class _Ingest:
             self.ctx,
         )
         policy = ctx.policy(gateway_name)
-        payment = _locked_payment(session, gateway_name, event.gateway_payment_id)
+        payment = _locked_payment(session, gateway_name, event.gateway_payment_id, self.account)
         if payment is None and event.report is not None and event.gateway_payment_id:
             # Its registration may be committing right now: wait for it, then look again.
             repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
-            payment = _locked_payment(session, gateway_name, event.gateway_payment_id)
+            payment = _locked_payment(session, gateway_name, event.gateway_payment_id, self.account)
         change = None
         if payment is not None and event.report is not None:
             change = apply(payment, _reporting(event), policy, now, ctx.rand)
         # The raw body is stored first in the answer's order of things: a replay (by event
         # id or by body hash) inserts nothing, and then nothing is applied.
         entry_id = repository.insert_inbox(
-            session, _inbox_row(gateway_name, event, body, now, payment, change)
+            session,
+            _inbox_row(gateway_name, event, body, now, payment, change)
+            | {"gateway_account": self.account},
         )
         if entry_id is None:
-            reliability.note_duplicate(ctx, gateway_name, event, now)
+            reliability.note_duplicate(ctx, gateway_name, event, now, self.account)
             if payment is not None:
                 changes.append_entry(session, payment.id, _duplicate(payment, event, now))
             return Ingested(
                 WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
             )
         if event.report is None:
-            reliability.note_webhook(ctx, gateway_name, event, now)
+            reliability.note_webhook(ctx, gateway_name, event, now, account=self.account)
             return Ingested(WebhookResult.IGNORED, event.event_id)
         if payment is None or change is None or change.decision is None:
             log.info(
                 "webhook for a payment not registered yet",
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
-            reliability.note_webhook(ctx, gateway_name, event, now)
+            reliability.note_webhook(ctx, gateway_name, event, now, account=self.account)
             return Ingested(WebhookResult.ORPHAN, event.event_id)
         changes.store(session, [Stored(change)], notify=ctx.notify)
-        reliability.note_webhook(ctx, gateway_name, event, now, payment, change)
+        reliability.note_webhook(ctx, gateway_name, event, now, payment, change, self.account)
         outcome = change.decision.outcome.value
         return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
 
@@ -145,11 +158,11 @@ INGEST = _Ingests()
 
 
 def _locked_payment(
-    session: Session, gateway: str, gateway_payment_id: str | None
+    session: Session, gateway: str, gateway_payment_id: str | None, account: str
 ) -> Snapshot | None:
     if not gateway_payment_id:
         return None
-    return repository.lock_snapshot_by_gateway_id(session, gateway, gateway_payment_id)
+    return repository.lock_snapshot_by_gateway_id(session, gateway, gateway_payment_id, account)
 
 
 def _reporting(event: WebhookEvent) -> Reporting:
@@ -206,6 +219,9 @@ def _inbox_row(
         "gateway_status": report.gateway_status if report else None,
         "occurred_at": report.occurred_at if report else None,
         "detail": dict(event.detail) or None,
+        "report_amount": report.amount if report else None,
+        "report_currency": report.currency if report else None,
+        "report_owner": report.owner if report else None,
         "received_at": now,
         "processed_at": None if outcome == "orphan" else now,
         "outcome": outcome,

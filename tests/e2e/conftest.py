@@ -17,13 +17,16 @@ from typing import Any
 
 import pytest
 import requests
+from support.app import SECRETS_KEY
 
 from reconciler.config import Settings
 from reconciler.domain.policy import PollPolicy
 
 # Short enough that a run converges in seconds; give-up bounds the schedule (see max_polls).
 E2E_POLICY = PollPolicy(first_delay=1, base_delay=0.5, factor=2, max_delay=2, give_up_after=60)
-E2E_SETTINGS = Settings(poll=E2E_POLICY, sweep_interval_s=0.2, read_timeout_s=3)
+E2E_SETTINGS = Settings(
+    poll=E2E_POLICY, sweep_interval_s=0.2, read_timeout_s=3, secrets_key=(SECRETS_KEY,)
+)
 
 
 def free_port() -> int:

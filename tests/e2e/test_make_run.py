@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -144,10 +145,19 @@ def test_a_restart_reuses_the_dev_key_and_a_rotation_replaces_it(tmp_path: Path)
         )
         assert created.status_code == 201, created.text
     assert oct((tmp_path / ".reconciler-dev.json").stat().st_mode & 0o777) == "0o600"
+    # The dev secrets key is kept beside the API key, and the endpoint secret is sealed.
+    key_file = tmp_path / ".reconciler-dev-secrets-key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    dev_key = key_file.read_text()
+    endpoint_secret = json.loads((tmp_path / ".reconciler-dev.json").read_text())["endpoint_secret"]
+    stored = [tmp_path / "reconciler.db", tmp_path / "reconciler.db-wal"]
+    assert endpoint_secret.startswith("whsec_")
+    assert all(endpoint_secret.encode() not in f.read_bytes() for f in stored if f.exists())
 
     with make_run(tmp_path, port, sim_port) as out:
         assert printed_key(out) == first
         assert "reused" in out.read_text()
+    assert key_file.read_text() == dev_key
 
     rotated = subprocess.run(
         [*DEVRUN, "--rotate-key"],

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
-from support.app import SIM_SECRET, make_settings
+from support.app import SECRETS_KEY, SIM_SECRET, make_settings
 from support.clock import FakeClock
 from support.receiver import Answer, Received, Receiver, run_receiver
 from support.shop import Shop, deliver_all, deliveries, events, eventually, pending, verified
@@ -468,6 +468,7 @@ def test_a_sweep_killed_mid_delivery_loses_nothing(
             "RECONCILER_DATABASE_URL": db_url,
             "RECONCILER_SIMULATOR_URL": simulator.url,
             "RECONCILER_SIMULATOR_WEBHOOK_SECRET": SIM_SECRET,
+            "RECONCILER_SECRETS_KEY": SECRETS_KEY,
             "RECONCILER_LEASE_S": "40",
             "RECONCILER_NOTIFY_ALLOW_PRIVATE": "1",
             "RECONCILER_NOTIFY_TIMEOUT_S": "15",

@@ -358,12 +358,15 @@ def test_rotation_shows_a_new_secret_and_both_sign_for_24_hours(
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != endpoint["secret"]
     with ctx.read() as session:
         row = session.get_one(WebhookEndpoint, endpoint["id"])
-    assert signing_secrets(row, clock()) == (rotated["secret"], endpoint["secret"])
-    assert signing_secrets(row, clock.advance(24 * 3600 - 1)) == (
+    assert ctx.secrets.open_all(signing_secrets(row, clock())) == (
         rotated["secret"],
         endpoint["secret"],
     )
-    assert signing_secrets(row, clock.advance(1)) == (rotated["secret"],)
+    assert ctx.secrets.open_all(signing_secrets(row, clock.advance(24 * 3600 - 1))) == (
+        rotated["secret"],
+        endpoint["secret"],
+    )
+    assert ctx.secrets.open_all(signing_secrets(row, clock.advance(1))) == (rotated["secret"],)
 
 
 def test_deliveries_are_listed_newest_first_with_a_cursor_and_a_status_filter(

@@ -66,7 +66,9 @@ def register(
     client: FlaskClient, merchant: MerchantAuth, simulator: Simulator, reference: str
 ) -> str:
     """Track a payment that the simulator has already settled (no webhook: polls find out)."""
-    gid: str = simulator.create(final_status="succeeded", settle_after_s=0)["id"]
+    gid: str = simulator.create(
+        final_status="succeeded", settle_after_s=0, amount=1500, currency="EUR"
+    )["id"]
     register_payment(client, merchant, gid, reference=reference, amount=1500)
     return gid
 
@@ -116,7 +118,7 @@ def test_webhook_results_are_counted_by_outcome(
 ) -> None:
     gid = register(client, merchant, simulator, "order-1")
     stamp = clock.now.isoformat().replace("+00:00", "Z")
-    data = {"id": gid, "status": "succeeded", "amount": 1000, "currency": "USD"}
+    data = {"id": gid, "status": "succeeded", "amount": 1500, "currency": "EUR"}
     body = json.dumps(
         {"type": "payment.succeeded", "timestamp": stamp, "data": {**data, "updated_at": stamp}}
     ).encode()

@@ -146,7 +146,8 @@ def attempt(ctx: Context, sender: Sender, delivery_id: str) -> NotificationDeliv
     with ctx.read() as session:
         job = delivery_job(session, delivery_id, now=now)
     assert job is not None
-    outcome = sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
+    secrets = ctx.secrets.open_all(job.secrets)  # stored sealed
+    outcome = sender.send(job.url, event_id=job.event_id, body=job.body, secrets=secrets)
     with ctx.sessions.begin() as session:
         row = session.get_one(NotificationDelivery, delivery_id)
         update = decide_delivery(

@@ -45,7 +45,7 @@ def test_refreshing_a_settled_payment_calls_no_gateway(
     sweeper: Sweeper,
     clock: FakeClock,
 ) -> None:
-    gid = simulator.create(amount=5, currency="EUR", reference="settled-refresh")["id"]
+    gid = simulator.create(amount=1000, currency="EUR", reference="settled-refresh")["id"]
     pid = register_payment(client, merchant, gid)
     clock.advance(30)
     sweeper.sweep_once(clock.now)  # the simulator settles at once: this poll settles it

@@ -76,7 +76,7 @@ def test_payments_whose_webhooks_never_come_converge_by_polling_alone(
     clock: FakeClock,
 ) -> None:
     gateway_ids = [
-        simulator.create(amount=100, currency="EUR", reference=f"r{n}")["id"] for n in range(12)
+        simulator.create(amount=1000, currency="EUR", reference=f"r{n}")["id"] for n in range(12)
     ]
     ids = {gid: register(client, merchant, gid) for gid in gateway_ids}
     assert sweeper.sweep_once(clock.now).claimed == 0  # still inside the webhook grace period
@@ -100,7 +100,7 @@ def test_a_pending_payment_is_polled_on_the_backoff_schedule(
     sweeper: Sweeper,
     clock: FakeClock,
 ) -> None:
-    gid = simulator.create(amount=100, currency="EUR", reference="slow", settle_after_s=86_400)[
+    gid = simulator.create(amount=1000, currency="EUR", reference="slow", settle_after_s=86_400)[
         "id"
     ]
     pid = register(client, merchant, gid)
@@ -127,7 +127,7 @@ def test_error_storms_back_off_and_converge_within_the_poll_budget(
     clock: FakeClock,
 ) -> None:
     gateway_ids = [
-        faults.create(amount=5, currency="EUR", reference=f"s{n}")["id"] for n in range(10)
+        faults.create(amount=1000, currency="EUR", reference=f"s{n}")["id"] for n in range(10)
     ]
     ids = {gid: register(client, merchant, gid) for gid in gateway_ids}
     faults.set_faults(p_5xx=0.4, p_429=0.3, retry_after_s=90)
@@ -152,7 +152,9 @@ def test_retry_after_is_a_floor_for_the_next_poll(
     sweeper: Sweeper,
     clock: FakeClock,
 ) -> None:
-    pid = register(client, merchant, faults.create(amount=5, currency="EUR", reference="ra")["id"])
+    pid = register(
+        client, merchant, faults.create(amount=1000, currency="EUR", reference="ra")["id"]
+    )
     faults.set_faults(p_429=1.0, retry_after_s=600)
     clock.advance(30)
     sweeper.sweep_once(clock.now)
@@ -171,7 +173,7 @@ def test_an_outage_trips_the_breaker_and_costs_a_bounded_number_of_calls(
     clock: FakeClock,
 ) -> None:
     gateway_ids = [
-        faults.create(amount=5, currency="EUR", reference=f"o{n}")["id"] for n in range(60)
+        faults.create(amount=1000, currency="EUR", reference=f"o{n}")["id"] for n in range(60)
     ]
     ids = {gid: register(client, merchant, gid) for gid in gateway_ids}
     faults.outage(100_000)
@@ -325,7 +327,7 @@ def test_a_call_that_could_outlive_its_lease_is_not_made(
     simulator: Simulator,
     clock: FakeClock,
 ) -> None:
-    gid = simulator.create(amount=5, currency="EUR", reference="late-in-queue")["id"]
+    gid = simulator.create(amount=1000, currency="EUR", reference="late-in-queue")["id"]
     pid = register(client, merchant, gid)
     clock.advance(30)
     claimed_at = clock.now

@@ -46,7 +46,7 @@ def test_a_registration_wakes_the_sweep_long_before_its_interval(
     job = SweepJob(sweeper, 600, lock_name=str(tmp_path))
     job.start()
     try:
-        gid = simulator.create(amount=5, currency="EUR", reference="wake")["id"]
+        gid = simulator.create(amount=1000, currency="EUR", reference="wake")["id"]
         register_payment(client, MerchantAuth(record.id, key), gid)
         deadline = time.monotonic() + 30  # a bound for a loaded machine, not a timing claim
         while time.monotonic() < deadline:

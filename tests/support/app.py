@@ -10,6 +10,9 @@ from flask.testing import FlaskClient
 from reconciler.config import Settings
 
 SIM_SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXRoZS1zaW11bGF0b3I="  # test-only
+SECRETS_KEY = (
+    "KYVN7Vt8h8AriF-ED9yuqre-FjMwJGLYScptr8L1AFM="  # test-only Fernet key that seals stored secrets
+)
 
 
 def make_settings(db_url: str, simulator_url: str | None = None, **overrides: Any) -> Settings:
@@ -17,6 +20,7 @@ def make_settings(db_url: str, simulator_url: str | None = None, **overrides: An
     env = {
         "RECONCILER_DATABASE_URL": db_url,
         "RECONCILER_SIMULATOR_WEBHOOK_SECRET": SIM_SECRET,
+        "RECONCILER_SECRETS_KEY": SECRETS_KEY,
         "RECONCILER_GATEWAY_READ_TIMEOUT_S": "2",
         "RECONCILER_GATEWAY_CREATE_TIMEOUT_S": "2",
         "RECONCILER_SWEEP_CONCURRENCY": "4",

@@ -27,7 +27,7 @@ from support.simulator import Simulator
 def simulator_webhook(gid: str, status: str, at: datetime) -> tuple[bytes, dict[str, str]]:
     """A simulator webhook, signed with the simulator's secret by standardwebhooks."""
     stamp = at.isoformat().replace("+00:00", "Z")
-    data = {"id": gid, "status": status, "amount": 5, "currency": "EUR", "updated_at": stamp}
+    data = {"id": gid, "status": status, "amount": 1000, "currency": "EUR", "updated_at": stamp}
     body = json.dumps({"type": f"payment.{status}", "timestamp": stamp, "data": data})
     msg_id = f"msg_{gid}_{status}"
     headers = {
@@ -68,7 +68,7 @@ class Shop:
 
     def payment(self, reference: str) -> tuple[str, str]:
         """Register a payment at the simulator and here; return (our id, gateway id)."""
-        gid = self.simulator.create(amount=5, currency="EUR", reference=reference)["id"]
+        gid = self.simulator.create(amount=1000, currency="EUR", reference=reference)["id"]
         pid = register_payment(
             self.client, self.merchant, gid, reference=f"{self.name}-{reference}"
         )

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.domain.status import Report, Status
 
@@ -19,6 +19,7 @@ class CreateRequest:
     currency: str
     merchant_reference: str
     idempotency_key: str
+    merchant_id: str | None = None  # tagged in the gateway's metadata, to prove ownership
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,23 @@ class GatewayPayment:
     occurred_at: datetime | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
     attempt_error: str | None = None  # why the customer's last attempt failed, if it did
+    amount: int | None = None  # what it is for (captured: what was captured), minor units
+    currency: str | None = None  # upper-case ISO 4217
+    owner: str | None = None  # the merchant id the service tagged it with, if any
+    waiting: bool = False  # still waiting for the customer (the adapter's own mapping)
+    cancel_reason: str | None = None  # the gateway's reason for a cancellation
 
     def report(self) -> Report:
-        return Report(self.status, self.gateway_status, self.occurred_at)
+        return Report(
+            self.status,
+            self.gateway_status,
+            self.occurred_at,
+            amount=self.amount,
+            currency=self.currency,
+            owner=self.owner,
+            waiting=self.waiting,
+            cancel_reason=self.cancel_reason,
+        )
 
 
 @dataclass(frozen=True)
@@ -134,4 +149,14 @@ class Gateway(Protocol):
 
     def parse_webhook(self, headers: Headers, body: bytes, now: datetime) -> WebhookEvent:
         """Verify the signature on the raw body, then parse the event."""
+        ...
+
+
+@runtime_checkable
+class Cancels(Protocol):
+    """A gateway that can cancel a payment nobody has paid (Stripe can; Razorpay orders
+    cannot be canceled)."""
+
+    def cancel_payment(self, gateway_payment_id: str, reason: str) -> GatewayPayment:
+        """Cancel the payment at the gateway with `reason`; answer its new state."""
         ...

@@ -158,3 +158,23 @@ def known_fields(source: Mapping[str, Any], names: Iterable[str]) -> dict[str, A
         elif isinstance(value, str) and value:
             kept[name] = value[:MAX_TEXT]
     return kept
+
+
+def money(entity: Mapping[str, Any], amount_field: str) -> tuple[int | None, str | None]:
+    """Read an amount in minor units and its currency; (None, None) when either is unusable.
+
+    An amount the gateway does not give, or gives in a shape no amount has, says nothing
+    about the amount: the check against the registered one is skipped, never guessed.
+    """
+    amount, currency = entity.get(amount_field), entity.get("currency")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 10**15:
+        return None, None
+    if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+        return None, None
+    return amount, currency.upper()
+
+
+def tag(metadata: object, name: str) -> str | None:
+    """Read one string tag from a gateway's metadata or notes object."""
+    value = metadata.get(name) if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 64 else None

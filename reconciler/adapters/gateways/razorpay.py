@@ -139,6 +139,8 @@ class RazorpayGateway:
                 "notes": {
                     "idempotency_key": request.idempotency_key,
                     "merchant_reference": request.merchant_reference,
+                    # Who the service created it for (ownership of a later registration).
+                    **({OWNER_NOTE: request.merchant_id} if request.merchant_id else {}),
                 },
             },
         )
@@ -194,6 +196,13 @@ class RazorpayGateway:
         return json_body(response)
 
 
+# The note naming the merchant an order was created for.
+OWNER_NOTE = "reconciler_merchant"
+# An order nobody has paid yet: the customer has not come, or a payment on it failed and
+# they may try again. "Waiting for the customer", for abandonment.
+WAITING_ORDER_STATUSES = frozenset({"created", "attempted"})
+
+
 def _notes(entity: Mapping[str, Any]) -> Mapping[str, Any]:
     # Razorpay serialises empty notes as [] rather than {}.
     notes = entity.get("notes")
@@ -205,12 +214,19 @@ def _order_to_payment(order: Mapping[str, Any], *, occurred_at: datetime | None)
     if not isinstance(order_id, str) or not isinstance(gateway_status, str):
         raise TransientError("Razorpay answered without an order id or status")
     detail = checks.known_fields(order, ("amount_paid", "attempts"))
+    status = map_order_status(gateway_status)
+    # A paid order is checked on what was paid; an open one on what it asks for.
+    amount, currency = checks.money(order, "amount_paid" if status.terminal else "amount")
     return GatewayPayment(
         gateway_payment_id=order_id,
         gateway_status=gateway_status,
-        status=map_order_status(gateway_status),
+        status=status,
         occurred_at=occurred_at,
         detail=detail,
+        amount=amount,
+        currency=currency,
+        owner=checks.tag(_notes(order), OWNER_NOTE),
+        waiting=gateway_status in WAITING_ORDER_STATUSES,
     )
 
 
@@ -221,12 +237,15 @@ def _payment_to_payment(
     if not isinstance(payment_id, str) or not isinstance(gateway_status, str):
         raise TransientError("Razorpay answered without a payment id or status")
     detail = {k: v for k, v in checks.known_fields(payment, _PAYMENT_DETAIL_FIELDS).items() if v}
+    amount, currency = checks.money(payment, "amount")
     return GatewayPayment(
         gateway_payment_id=payment_id,
         gateway_status=gateway_status,
         status=map_payment_status(gateway_status),
         occurred_at=occurred_at,
         detail=detail,
+        amount=amount,
+        currency=currency,
     )
 
 

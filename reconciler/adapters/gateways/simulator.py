@@ -176,7 +176,14 @@ class SimulatorGateway:
         payment_id = checks.identifier(data.get("id"), "data.id")
         gateway_status = checks.status_word(data.get("status"), "data.status")
         occurred_at = checks.rfc3339(data.get("updated_at"), "data.updated_at")
-        report = Report(map_status(gateway_status), gateway_status, occurred_at)
+        amount, currency = checks.money(data, "amount")
+        report = Report(
+            map_status(gateway_status),
+            gateway_status,
+            occurred_at,
+            amount=amount,
+            currency=currency,
+        )
         return WebhookEvent(event_id, event_type, payment_id, report, detail=_detail(data))
 
     def _to_payment(self, body: Mapping[str, Any]) -> GatewayPayment:
@@ -190,12 +197,15 @@ class SimulatorGateway:
                 occurred_at = parse_timestamp(updated_at)
             except ValueError as exc:
                 raise TransientError(f"simulator answered {exc}") from None
+        amount, currency = checks.money(body, "amount")
         return GatewayPayment(
             gateway_payment_id=payment_id,
             gateway_status=gateway_status,
             status=map_status(gateway_status),
             occurred_at=occurred_at,
             detail=_detail(body),
+            amount=amount,
+            currency=currency,
         )
 
 

@@ -43,6 +43,14 @@ STATUS_MAP: dict[str, Status] = {
     "requires_capture": Status.PENDING,
 }
 
+# Statuses in which the intent waits for its customer (a payment method, a confirmation,
+# a 3-D Secure step): "waiting for the customer", for abandonment.
+WAITING_STATUSES = frozenset(
+    {"requires_payment_method", "requires_confirmation", "requires_action"}
+)
+# The metadata key naming the merchant an intent was created for.
+OWNER_METADATA = "reconciler_merchant"
+
 SIGNATURE_HEADER = "Stripe-Signature"
 _ERROR_FIELDS = ("type", "code", "decline_code", "message")
 
@@ -119,12 +127,27 @@ class StripeGateway:
             "currency": request.currency.lower(),
             "metadata[merchant_reference]": request.merchant_reference,
         }
+        if request.merchant_id:
+            # Who the service created it for: a registration by another merchant is checked.
+            form[f"metadata[{OWNER_METADATA}]"] = request.merchant_id
         intent = self._send(
             "POST",
             f"{self._base}/v1/payment_intents",
             timeout=self._create_timeout,
             data=form,
             headers={"Idempotency-Key": request.idempotency_key},
+        )
+        return self._to_payment(intent, occurred_at=None)
+
+    def cancel_payment(self, gateway_payment_id: str, reason: str) -> GatewayPayment:
+        """Cancel an intent nobody paid (`cancellation_reason`, e.g. `abandoned`)."""
+        url = f"{self._base}/v1/payment_intents/{quote(gateway_payment_id, '')}/cancel"
+        intent = self._send(
+            "POST",
+            url,
+            timeout=self._timeout,
+            data={"cancellation_reason": reason},
+            headers={"Idempotency-Key": f"cancel-{gateway_payment_id}"},
         )
         return self._to_payment(intent, occurred_at=None)
 
@@ -187,13 +210,24 @@ class StripeGateway:
                 ": ".join(str(kept[k]) for k in ("code", "decline_code", "message") if k in kept)
                 or "payment attempt failed"
             )
+        status = map_status(gateway_status)
+        # A succeeded intent is checked on what was received (a partial capture shows).
+        amount, currency = checks.money(
+            intent, "amount_received" if status is Status.SUCCEEDED else "amount"
+        )
+        reason = intent.get("cancellation_reason")
         return GatewayPayment(
             gateway_payment_id=intent_id,
             gateway_status=gateway_status,
-            status=map_status(gateway_status),
+            status=status,
             occurred_at=occurred_at,
             detail=detail,
             attempt_error=attempt_error,
+            amount=amount,
+            currency=currency,
+            owner=checks.tag(intent.get("metadata"), OWNER_METADATA),
+            waiting=gateway_status in WAITING_STATUSES,
+            cancel_reason=reason if isinstance(reason, str) and len(reason) <= 32 else None,
         )
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:

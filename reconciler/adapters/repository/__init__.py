@@ -4,6 +4,12 @@ One module per table (or per reader, for the operators' overviews); callers keep
 `repository.claim_due(...)`, so this module gathers the names.
 """
 
+from reconciler.adapters.repository.accounts import (
+    gateway_account,
+    gateway_accounts,
+    rows_with_secrets,
+    store_secrets,
+)
 from reconciler.adapters.repository.changes import (
     SNAPSHOT,
     Stored,
@@ -34,6 +40,7 @@ from reconciler.adapters.repository.endpoints import (
     revive_failed_deliveries,
 )
 from reconciler.adapters.repository.health import (
+    count_abandoned,
     count_by_sync_state,
     due_backlog,
     last_sweep_at,
@@ -112,6 +119,7 @@ __all__ = [
     "any_payment",
     "append_timeline",
     "claim_due",
+    "count_abandoned",
     "count_by_status",
     "count_by_sync_state",
     "count_merchant_endpoints",
@@ -128,6 +136,8 @@ __all__ = [
     "due_query",
     "earliest_due",
     "enabled_endpoints",
+    "gateway_account",
+    "gateway_accounts",
     "encode_cursor",
     "encode_delivery_cursor",
     "endpoint_counts",
@@ -172,6 +182,8 @@ __all__ = [
     "record_heartbeat",
     "release_lease",
     "revive_failed_deliveries",
+    "rows_with_secrets",
+    "store_secrets",
     "snapshot_of",
     "store_changes",
 ]

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from reconciler.adapters.models import (
+    DEFAULT_ACCOUNT,
     NotificationDelivery,
     NotificationEvent,
     PaymentEvent,
@@ -82,6 +83,7 @@ _BY_ID = select(*SNAPSHOT).where(payments_table.c.id == bindparam("id"))
 _BY_ID_LEASED = _BY_ID.where(payments_table.c.lease_owner == bindparam("owner"))
 _BY_GATEWAY_ID = select(*SNAPSHOT).where(
     payments_table.c.gateway == bindparam("gateway"),
+    payments_table.c.gateway_account == bindparam("gateway_account"),
     payments_table.c.gateway_payment_id == bindparam("gateway_payment_id"),
 )
 # PostgreSQL locks the row it reads; SQLite's writer holds the database lock already.
@@ -106,10 +108,14 @@ def payment_status(session: Session, payment_id: str) -> str | None:
 
 
 def lock_snapshot_by_gateway_id(
-    session: Session, gateway: str, gateway_payment_id: str
+    session: Session, gateway: str, gateway_payment_id: str, account: str = DEFAULT_ACCOUNT
 ) -> Snapshot | None:
-    """Read the payment a gateway id names, locking its row until the transaction ends."""
-    params = {"gateway": gateway, "gateway_payment_id": gateway_payment_id}
+    """Read the payment a gateway account's id names, locking its row until the end."""
+    params = {
+        "gateway": gateway,
+        "gateway_account": account,
+        "gateway_payment_id": gateway_payment_id,
+    }
     return _read_locked(session, _BY_GATEWAY_ID, params)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Row,
+    and_,
     func,
     insert,
     select,
@@ -41,13 +43,35 @@ def count_by_sync_state(session: Session) -> dict[str, int]:
     return {state: count for state, count in session.execute(stmt)}
 
 
+def count_abandoned(session: Session) -> dict[str, int]:
+    """Count payments canceled as abandoned, by gateway (payments are never deleted)."""
+    stmt = (
+        select(Payment.gateway, func.count())
+        .where(Payment.cancel_reason == "abandoned")
+        .group_by(Payment.gateway)
+    )
+    return {gateway: count for gateway, count in session.execute(stmt)}
+
+
 def due_backlog(session: Session, now: datetime) -> int:
     stmt = select(func.count()).select_from(Payment).where(Payment.next_poll_at <= now)
     return session.scalar(stmt) or 0
 
 
-def oldest_pending_created_at(session: Session) -> datetime | None:
-    return session.scalar(select(func.min(Payment.created_at)).where(Payment.status == "pending"))
+def oldest_pending_created_at(
+    session: Session, waiting: Mapping[str, frozenset[str]] | None = None
+) -> datetime | None:
+    """When the oldest pending payment was registered, leaving out those `waiting` for
+    their customer (by gateway, their gateway statuses): those are abandoned, not late."""
+    stmt = select(func.min(Payment.created_at)).where(Payment.status == "pending")
+    for gateway, statuses in (waiting or {}).items():
+        stmt = stmt.where(
+            ~and_(
+                Payment.gateway == gateway,
+                func.coalesce(Payment.gateway_status, "").in_(sorted(statuses)),
+            )
+        )
+    return session.scalar(stmt)
 
 
 def ping(session: Session) -> Row[Any] | None:

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
+    DEFAULT_ACCOUNT,
     WebhookInbox,
 )
 from reconciler.adapters.repository._common import (
@@ -39,13 +40,14 @@ def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
 
 
 def orphan_webhooks(
-    session: Session, gateway: str, gateway_payment_id: str
+    session: Session, gateway: str, gateway_payment_id: str, account: str = DEFAULT_ACCOUNT
 ) -> Sequence[WebhookInbox]:
-    """Events that arrived before their payment was registered, in arrival order."""
+    """Events one account received before their payment was registered, in arrival order."""
     stmt = (
         select(WebhookInbox)
         .where(
             WebhookInbox.gateway == gateway,
+            WebhookInbox.gateway_account == account,
             WebhookInbox.gateway_payment_id == gateway_payment_id,
             WebhookInbox.payment_id.is_(None),
         )

@@ -13,6 +13,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
+    DEFAULT_ACCOUNT,
     Payment,
     PaymentEvent,
 )
@@ -49,10 +50,18 @@ def payment_by_reference(session: Session, merchant_id: str, reference: str) -> 
 
 
 def payment_by_gateway_id(
-    session: Session, gateway: str, gateway_payment_id: str, *, for_update: bool = False
+    session: Session,
+    gateway: str,
+    gateway_payment_id: str,
+    *,
+    account: str = DEFAULT_ACCOUNT,
+    for_update: bool = False,
 ) -> Payment | None:
+    """Find the payment one gateway account knows by this id (ids are unique per account)."""
     stmt = select(Payment).where(
-        Payment.gateway == gateway, Payment.gateway_payment_id == gateway_payment_id
+        Payment.gateway == gateway,
+        Payment.gateway_account == account,
+        Payment.gateway_payment_id == gateway_payment_id,
     )
     if for_update:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)

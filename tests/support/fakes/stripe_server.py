@@ -157,6 +157,10 @@ class StripeFake(FakeGateway):
         path = request.path
         if request.method == "POST" and path == "/v1/payment_intents":
             return self._create(request)
+        if request.method == "POST" and path.startswith("/v1/payment_intents/"):
+            intent_id, _, action = path.removeprefix("/v1/payment_intents/").partition("/")
+            if action == "cancel":
+                return self._cancel(intent_id, request)
         if request.method == "GET" and path.startswith("/v1/payment_intents/"):
             return self._retrieve(path.removeprefix("/v1/payment_intents/"))
         return self.json(
@@ -168,6 +172,28 @@ class StripeFake(FakeGateway):
                 }
             },
         )
+
+    def _cancel(self, intent_id: str, request: Request) -> Response:
+        """Cancel as Stripe does: only from a status that can still be canceled."""
+        params = dict(parse_qsl(request.get_data(as_text=True), keep_blank_values=True))
+        with self._lock:
+            intent = self.intents.get(intent_id)
+            if intent is None:
+                return self.json(404, self.error_body(404))
+            if intent["status"] in ("succeeded", "canceled"):
+                return self.json(
+                    400,
+                    {
+                        "error": {
+                            "type": "invalid_request_error",
+                            "code": "payment_intent_unexpected_state",
+                            "message": f"This PaymentIntent's status is {intent['status']}.",
+                        }
+                    },
+                )
+            intent["status"] = "canceled"
+            intent["cancellation_reason"] = params.get("cancellation_reason")
+            return self.json(200, dict(intent))
 
     def _retrieve(self, intent_id: str) -> Response:
         with self._lock:

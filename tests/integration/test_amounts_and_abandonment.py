@@ -1,0 +1,244 @@
+"""Amounts checked against the registered ones; another merchant's payment shows nothing;
+checkouts nobody pays are canceled as abandoned (against a loopback Stripe)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from support.app import MerchantAuth, make_settings
+from support.clock import FakeClock
+from support.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake
+
+from reconciler.adapters.models import NotificationEvent
+from reconciler.bootstrap import Context, bootstrap
+from reconciler.services.sweep import Sweeper
+
+
+@pytest.fixture
+def fake() -> Iterator[StripeFake]:
+    server = StripeFake()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cancel_first() -> bool:
+    return False
+
+
+@pytest.fixture
+def ctx(db_url: str, fake: StripeFake, clock: FakeClock, cancel_first: bool) -> Iterator[Context]:
+    """The environment's Stripe account (`default`), abandoning after 6 s."""
+    settings = make_settings(
+        db_url,
+        stripe_api_base=fake.url,
+        stripe_api_key=SECRET_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_poll_abandon_after_s=6,
+        stripe_cancel_abandoned=int(cancel_first),
+    )
+    context = bootstrap(settings, clock=clock, rand=random.Random(3).random)
+    yield context
+    context.close()
+
+
+def register(
+    client: FlaskClient, merchant: MerchantAuth, intent_id: str, amount: int, currency: str
+) -> dict[str, Any]:
+    response = client.post(
+        "/v1/payments",
+        json={
+            "merchant_reference": f"order-{intent_id}",
+            "gateway": "stripe",
+            "amount": amount,
+            "currency": currency,
+            "gateway_payment_id": intent_id,
+        },
+        headers=merchant.headers,
+    )
+    assert response.status_code == 201, response.json
+    payment: dict[str, Any] = response.json
+    return payment
+
+
+def deliver(client: FlaskClient, fake: StripeFake, intent_id: str, clock: FakeClock) -> None:
+    now = int(clock.now.timestamp())
+    event = fake.event("payment_intent.succeeded", intent_id, created=now)
+    headers, body = fake.signed(event, timestamp=now)
+    assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def sweep(ctx: Context) -> None:
+    sweeper = Sweeper(ctx)
+    try:
+        sweeper.sweep_once()
+    finally:
+        sweeper.close()
+
+
+def shown(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> dict[str, Any]:
+    payment: dict[str, Any] = client.get(
+        f"/v1/payments/{payment_id}", headers=merchant.headers
+    ).json
+    return payment
+
+
+def notified(ctx: Context, payment_id: str) -> list[str]:
+    with ctx.read() as session:
+        rows = session.query(NotificationEvent).filter_by(payment_id=payment_id).all()
+        return [row.type for row in sorted(rows, key=lambda r: r.sequence)]
+
+
+def test_a_capture_of_1_inr_on_a_250000_inr_payment_is_flagged_not_settled(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=100, currency="inr", status="processing")
+    payment = register(client, merchant, intent["id"], 25_000_000, "INR")
+    fake.set_status(intent["id"], "succeeded")
+    deliver(client, fake, intent["id"], clock)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["sync"]["state"]) == ("pending", "needs_review")
+    assert after["sync"]["last_error"] == ("the gateway reports 1.00 INR; registered 250000.00 INR")
+    events = client.get(f"/v1/payments/{payment['id']}/events", headers=merchant.headers)
+    assert events.json["data"][-1]["outcome"] == "amount_mismatch"
+    assert notified(ctx, payment["id"]) == ["payment.needs_review"]
+
+
+def test_a_partial_capture_found_by_a_poll_is_flagged(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=5000, currency="usd", status="processing")
+    payment = register(client, merchant, intent["id"], 5000, "USD")
+    fake.set_status(intent["id"], "succeeded")
+    fake.intents[intent["id"]]["amount_received"] = 4000
+    clock.advance(7)
+    sweep(ctx)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["sync"]["state"]) == ("pending", "needs_review")
+    assert after["sync"]["last_error"] == "the gateway reports 40.00 USD; registered 50.00 USD"
+
+
+def test_a_matching_capture_settles(
+    fake: StripeFake, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=4990, currency="usd", status="processing")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    fake.set_status(intent["id"], "succeeded")
+    deliver(client, fake, intent["id"], clock)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["sync"]["state"]) == ("succeeded", "settled")
+
+
+def test_another_merchants_payment_shows_nothing_to_who_registers_it(
+    fake: StripeFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    other_merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    # Created through the service for `merchant`: the intent carries its tag.
+    created = client.post(
+        "/v1/payments",
+        json={"merchant_reference": "mine", "gateway": "stripe", "amount": 777, "currency": "USD"},
+        headers=merchant.headers,
+    )
+    assert created.status_code == 201, created.json
+    intent_id = created.json["gateway_payment_id"]
+    assert fake.intents[intent_id]["metadata"]["reconciler_merchant"] == merchant.id
+    # A webhook for an intent tagged for `merchant`, before anyone else tracks it:
+    tagged = fake.add_intent(
+        amount=250, status="processing", metadata={"reconciler_merchant": merchant.id}
+    )
+    fake.set_status(tagged["id"], "succeeded")
+    deliver(client, fake, tagged["id"], clock)
+    # `other_merchant` registers it, claiming another amount: it learns nothing.
+    theirs = register(client, other_merchant, tagged["id"], 100, "USD")
+    after = shown(client, other_merchant, theirs["id"])
+    assert (after["status"], after["sync"]["state"]) == ("pending", "needs_review")
+    assert after["sync"]["last_error"] == "the gateway does not know this payment"
+    events = client.get(f"/v1/payments/{theirs['id']}/events", headers=other_merchant.headers)
+    text = repr(events.json) + repr(after)
+    for secret in ("2.50", "250", merchant.id, "succeeded", "evt_"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["local", "canceled-at-stripe"])
+def test_an_unpaid_intent_is_abandoned_not_given_up(
+    fake: StripeFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    clock: FakeClock,
+    cancel_first: bool,
+) -> None:
+    intent = fake.add_intent(amount=4990, status="requires_payment_method")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    # The first poll is due when the payment is to be abandoned (6 s), not a grace later.
+    assert instant(payment["sync"]["next_poll_at"]) == instant(payment["created_at"]) + timedelta(
+        seconds=6
+    )
+    clock.advance(6)
+    sweep(ctx)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["cancel_reason"]) == ("canceled", "abandoned")
+    assert after["sync"]["state"] == "settled"
+    assert notified(ctx, payment["id"]) == ["payment.canceled"]
+    canceled_at_stripe = fake.calls("POST", f"/v1/payment_intents/{intent['id']}/cancel")
+    assert canceled_at_stripe == (1 if cancel_first else 0)
+    if cancel_first:
+        assert fake.intents[intent["id"]]["cancellation_reason"] == "abandoned"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'reconciler_payments_abandoned_total{gateway="stripe"} 1.0' in metrics
+
+
+def test_a_capture_after_abandonment_follows_the_captured_money_rule(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=4990, status="requires_payment_method")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    clock.advance(7)
+    sweep(ctx)
+    assert shown(client, merchant, payment["id"])["cancel_reason"] == "abandoned"
+    fake.set_status(intent["id"], "succeeded")
+    deliver(client, fake, intent["id"], clock)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["sync"]["state"]) == ("succeeded", "needs_review")
+
+
+def test_a_payment_the_gateway_is_processing_is_not_abandoned(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=4990, status="processing")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    clock.advance(7)
+    sweep(ctx)
+    after = shown(client, merchant, payment["id"])
+    assert (after["status"], after["cancel_reason"]) == ("pending", None)
+    assert after["sync"]["state"] == "polling"
+
+
+def test_notifications_render_the_resource_as_the_api_shows_it(
+    fake: StripeFake, ctx: Context, client: FlaskClient, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    intent = fake.add_intent(amount=4990, status="requires_payment_method")
+    payment = register(client, merchant, intent["id"], 4990, "USD")
+    clock.advance(7)
+    sweep(ctx)
+    with ctx.read() as session:
+        event = session.query(NotificationEvent).filter_by(payment_id=payment["id"]).one()
+        sent = event.payload["data"]
+    assert sent == shown(client, merchant, payment["id"])
+    assert (sent["gateway_account"], sent["cancel_reason"]) == ("default", "abandoned")
