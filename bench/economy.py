@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
-
 from bench.common import ratio, say
+from bench.cpu import cpu_seconds
 from reconciler.adapters.gateways.base import CreateRequest, GatewayError
 from reconciler.adapters.gateways.simulator import SimulatorGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import GatewayConfig
 from reconciler.demo.profile import Profile
 from reconciler.demo.scoring import collect, parse_time, score, summary
@@ -60,11 +60,19 @@ def _profile(
 def _service_run(payments: int, *, webhooks: bool, **faults: float) -> dict[str, Any]:
     profile = _profile(payments, webhooks=webhooks, **faults)
     with run_stack(profile) as stack:
+        service = stack.processes[-1].pid
         started = time.monotonic()
+        cpu = cpu_seconds([service])
         accepted = create_payments(stack, payments, 8, prefix="bench")
         wait_settled(stack, accepted, started + profile.timeout_s, started)
+        cpu = cpu_seconds([service]) - cpu
         report = score(collect(stack, timelines=False))
-    return _row(report)
+    row = _row(report)
+    # Registration, webhooks, polls and their storing: the service's whole work per payment.
+    row["cpu_ms_per_payment"] = round(cpu / max(1, report["payments"]) * 1000, 2)
+    calls = row["calls_per_payment"] * report["payments"]
+    row["cpu_ms_per_call"] = round(cpu / max(1.0, calls) * 1000, 2)
+    return row
 
 
 def _row(report: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +95,7 @@ def _naive_run(payments: int) -> dict[str, Any]:
 
 
 def _naive(stack: Stack, payments: int) -> dict[str, Any]:
-    http = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=32)
-    http.mount("http://", adapter)
+    http = HttpClient(pool_size=32)
     gateway = SimulatorGateway(
         GatewayConfig("simulator", api_base=stack.simulator_url),
         session=http,
@@ -201,7 +207,7 @@ def render(result: dict[str, Any]) -> str:
         f"call economy ({result['payments']} payments, seed {result['seed']}, "
         f"settle 1..15 s, policy {result['policy']})",
         f"  {'':<34}{'calls/pay':>10}{'polls/pay':>10}{'stale p50':>10}{'p95':>8}{'p99':>8}"
-        f"{'ok':>6}{'wrong':>6}",
+        f"{'ok':>6}{'wrong':>6}{'CPU ms/pay':>11}{'ms/call':>8}",
     ]
     for name, row in result["runs"].items():
         s = row["staleness_s"]
@@ -209,10 +215,16 @@ def render(result: dict[str, Any]) -> str:
             f"  {name:<34}{row['calls_per_payment']:>10.2f}{row['polls_per_payment']:>10.2f}"
             f"{_s(s['p50']):>10}{_s(s['p95']):>8}{_s(s['p99']):>8}"
             f"{row['converged']:>6}{row['wrong']:>6}"
+            f"{_n(row.get('cpu_ms_per_payment')):>11}{_n(row.get('cpu_ms_per_call')):>8}"
         )
     for key, value in result["ratios"].items():
         lines.append(f"  ratio {key}: {value}")
     return "\n".join(lines)
+
+
+def _n(value: float | None) -> str:
+    # The naive poller runs inside the benchmark's own process: no service CPU to show.
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _s(value: float | None) -> str:

@@ -1,245 +1,211 @@
-"""Webhook ingestion: signed webhooks per second and latency on the production server.
+"""Webhook ingestion: signed webhooks per second, CPU per webhook, latency at half load.
 
-`reconciler serve` (waitress, see reconciler/entrypoints/server.py) receives pre-signed
-Standard Webhooks events, each with its own `webhook-id` and a fresh timestamp, for
-payments it tracks: every request is verified, stored in the inbox and applied before the
-200. The ceiling is a bare WSGI app that reads the body and answers 200
-(bench/bare_app.py), served by waitress with the same threads. Load: wrk with
-bench/webhooks.lua (a Python thread-pool client when wrk is not installed).
+`reconciler serve` (waitress, see reconciler/entrypoints/server.py, the sweep running)
+receives pre-signed Standard Webhooks events (bench/load.py), each with its own
+`webhook-id` and event time, for payments it tracks: every request is verified, stored
+in the inbox and applied before the 200. Per database (SQLite, and PostgreSQL when the
+local binaries are there), in the same run:
+
+- saturation: wrk, 16 connections, as fast as the server answers; the service process's
+  CPU-s (from /proc) ÷ webhooks answered;
+- half of saturation: the paced client at half that rate, p50 / p99 from each request's
+  due time;
+- store-and-ack (bench/store_ack.py): the same server and Flask, verify the signature
+  and INSERT the raw body, nothing else, into the same kind of database: its saturation
+  and CPU per webhook. The service's rate ÷ this one is the headline ratio.
+
+The bare ceiling is a WSGI app that reads the body and answers 200 (bench/bare_app.py)
+under waitress with the same threads.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
-from standardwebhooks import Webhook
 
-from bench.common import ratio, say
+from bench.common import postgres, ratio, say
+from bench.cpu import cpu_seconds
+from bench.load import CONNECTIONS, TRACKED, paced, requests_file, saturate
 from reconciler.config import Settings
 from reconciler.demo.profile import Profile
-from reconciler.demo.scoring import percentile
 from reconciler.demo.stack import free_port, run_stack, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
-LUA = Path(__file__).with_name("webhooks.lua")
-TRACKED = 200
-CONNECTIONS = 16
-THREADS = 2
 SERVER_THREADS = Settings().threads
 
 
-def _requests_file(path: Path, secret: str, count: int) -> None:
-    signer = Webhook(secret)
-    now = datetime.now(UTC)
-    base = now - timedelta(hours=1)
-    with path.open("w") as out:
-        for i in range(count):
-            status = "processing" if i % 2 else "requires_action"
-            at = (base + timedelta(milliseconds=i)).isoformat().replace("+00:00", "Z")
-            data = {
-                "id": f"bench_gw_{i % TRACKED}",
-                "status": status,
-                "amount": 1000,
-                "currency": "USD",
-                "updated_at": at,
-            }
-            body = json.dumps(
-                {"type": f"payment.{status}", "timestamp": at, "data": data},
-                separators=(",", ":"),
+def _with_cpu(pid: int, url: str, path: Path, duration_s: int) -> dict[str, Any]:
+    """Saturate the server at `url` and add its process tree's CPU per answered request."""
+    before = cpu_seconds([pid])
+    result = saturate(url, path, duration_s)
+    cpu = cpu_seconds([pid]) - before
+    result["cpu_s"] = round(cpu, 2)
+    result["cpu_ms_per_webhook"] = round(cpu / max(1, result["requests"]) * 1000, 3)
+    return result
+
+
+def _service(database_url: str, duration_s: int, count: int, work: Path) -> dict[str, Any]:
+    profile = Profile(payments=0, webhooks=False, first_delay_s=3600, outage_s=0)
+    env = {"RECONCILER_THREADS": str(SERVER_THREADS)}
+    with run_stack(profile, service_env=env, database_url=database_url) as stack:
+        for i in range(TRACKED):
+            response = stack.http.post(
+                f"{stack.service_url}/v1/payments",
+                json={
+                    "merchant_reference": f"bench-{i}",
+                    "gateway": "simulator",
+                    "amount": 1000,
+                    "currency": "USD",
+                    "gateway_payment_id": f"bench_gw_{i}",
+                },
+                headers=stack.headers,
+                timeout=30,
             )
-            msg_id = f"msg_bench_{i:08d}"
-            signature = signer.sign(msg_id, now, body)
-            out.write(f"{msg_id}\t{int(now.timestamp())}\t{signature}\t{body}\n")
+            response.raise_for_status()
+        pid = stack.processes[-1].pid
+        say(f"webhooks: reconciler serve, saturation, {duration_s} s...")
+        sat_file = requests_file(work / "service.tsv", stack.webhook_secret, count)
+        saturation = _with_cpu(pid, stack.service_url, sat_file, duration_s)
+        half = max(1.0, saturation["rps"] / 2)
+        say(f"webhooks: reconciler serve, paced at {half:.0f}/s, {duration_s} s...")
+        paced_file = requests_file(
+            work / "paced.tsv", stack.webhook_secret, int(half * duration_s) + 100, first=count
+        )
+        at_half = paced(stack.service_url, paced_file, half, duration_s)
+        return {"secret": stack.webhook_secret, "saturation": saturation, "half": at_half}
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    assert match, text
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _wrk(url: str, requests_path: Path, duration_s: int) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{THREADS}",
-            f"-c{CONNECTIONS}",
-            f"-d{duration_s}s",
-            "--latency",
-            "-s",
-            str(LUA),
-            url,
-            "--",
-            str(requests_path),
-            str(THREADS),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration_s + 60,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    latency = {q: _ms(v) for q, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M)}
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sockets = re.search(r"Socket errors: (.*)", out)
-    return {
-        "client": "wrk",
-        "rps": round(rate, 1),
-        "p50_ms": latency.get("50"),
-        "p99_ms": latency.get("99"),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "socket_errors": sockets.group(1) if sockets else None,
-    }
-
-
-def _python_client(url: str, requests_path: Path, duration_s: int) -> dict[str, Any]:
-    lines = requests_path.read_text().splitlines()
-    latencies: list[float] = []
-    bad = 0
-    lock = threading.Lock()
-    counter = iter(range(10**9))
-    deadline = time.monotonic() + duration_s
-
-    def worker() -> None:
-        nonlocal bad
-        session = requests.Session()
-        while time.monotonic() < deadline:
-            msg_id, ts, sig, body = lines[next(counter) % len(lines)].split("\t", 3)
-            headers = {
-                "Content-Type": "application/json",
-                "webhook-id": msg_id,
-                "webhook-timestamp": ts,
-                "webhook-signature": sig,
-            }
-            started = time.perf_counter()
-            response = session.post(f"{url}/webhooks/simulator", data=body, headers=headers)
-            elapsed = (time.perf_counter() - started) * 1000
-            with lock:
-                latencies.append(elapsed)
-                bad += response.status_code != 200
-
-    with ThreadPoolExecutor(CONNECTIONS) as pool:
-        for _ in range(CONNECTIONS):
-            pool.submit(worker)
-    return {
-        "client": "python",
-        "rps": round(len(latencies) / duration_s, 1),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "non_2xx": bad,
-        "socket_errors": None,
-    }
-
-
-def _load(url: str, requests_path: Path, duration_s: int) -> dict[str, Any]:
-    if shutil.which("wrk"):
-        return _wrk(url, requests_path, duration_s)
-    return _python_client(url, requests_path, duration_s)
-
-
-def _bare_server(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    log = (workdir / "bare.log").open("wb")
+@contextmanager
+def _waitress(target: list[str], env: dict[str, str], work: Path) -> Iterator[tuple[str, int]]:
+    """Run waitress-serve on a free port with these app arguments; yield its URL and pid."""
+    port = free_port()
+    log = (work / "waitress.log").open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "waitress",
-            f"--threads={SERVER_THREADS}",
-            f"--listen=127.0.0.1:{port}",
-            "bench.bare_app:app",
-        ],
+        [sys.executable, "-m", "waitress", f"--threads={SERVER_THREADS}"]
+        + [f"--listen=127.0.0.1:{port}", *target],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=Settings().child_env(),
+        env=Settings().child_env() | env,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            requests.post(f"http://127.0.0.1:{port}/", data=b"{}", timeout=1)
-            return process
-        except requests.RequestException:
-            time.sleep(0.1)
-    stop_process(process)
-    raise RuntimeError("the bare waitress server did not start")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{url}/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"waitress {target} did not start") from None
+                time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        stop_process(process)
+
+
+def _store_ack(
+    database_url: str, secret: str, duration_s: int, count: int, work: Path
+) -> dict[str, Any]:
+    env = {"BENCH_STORE_ACK_DATABASE_URL": database_url, "BENCH_STORE_ACK_SECRET": secret}
+    path = requests_file(work / "store_ack.tsv", secret, count, first=2 * count)
+    with _waitress(["--call", "bench.store_ack:create_app"], env, work) as (url, pid):
+        say(f"webhooks: store-and-ack, saturation, {duration_s} s...")
+        return _with_cpu(pid, url, path, duration_s)
+
+
+def _database(name: str, urls: dict[str, str], duration_s: int, count: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    try:
+        say(f"webhooks on {name}...")
+        service = _service(urls["service"], duration_s, count, work)
+        baseline = _store_ack(urls["store_ack"], service["secret"], duration_s, count, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    sat, half = service["saturation"], service["half"]
+    return {
+        "database": name,
+        "service": sat,
+        "service_at_half": half,
+        "store_ack": baseline,
+        "ratios": {
+            "rps service/store-and-ack": ratio(sat["rps"], baseline["rps"]),
+            "cpu per webhook service/store-and-ack": ratio(
+                sat["cpu_ms_per_webhook"], baseline["cpu_ms_per_webhook"]
+            ),
+        },
+    }
+
+
+def _bare(duration_s: int, count: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-webhooks-bare-"))
+    try:
+        path = requests_file(work / "bare.tsv", "whsec_" + "YmFyZS1zZXJ2ZXItc2VjcmV0", count)
+        with _waitress(["bench.bare_app:app"], {}, work) as (url, pid):
+            say(f"webhooks: bare waitress 'return 200', {duration_s} s...")
+            return _with_cpu(pid, url, path, duration_s)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def run(quick: bool) -> dict[str, Any]:
     duration = 5 if quick else 15
     count = 20_000 if quick else 60_000
-    workdir = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-webhooks-db-"))
+    runs = []
     try:
-        profile = Profile(payments=0, webhooks=False, first_delay_s=3600, outage_s=0)
-        env = {"RECONCILER_THREADS": str(SERVER_THREADS)}
-        with run_stack(profile, service_env=env) as stack:
-            for i in range(TRACKED):
-                response = stack.http.post(
-                    f"{stack.service_url}/v1/payments",
-                    json={
-                        "merchant_reference": f"bench-{i}",
-                        "gateway": "simulator",
-                        "amount": 1000,
-                        "currency": "USD",
-                        "gateway_payment_id": f"bench_gw_{i}",
-                    },
-                    headers=stack.headers,
-                    timeout=30,
-                )
-                response.raise_for_status()
-            path = workdir / "requests.tsv"
-            say(f"webhooks: signing {count} requests...")
-            _requests_file(path, stack.webhook_secret, count)
-            say(f"webhooks: reconciler serve, {duration} s...")
-            service = _load(stack.service_url, path, duration)
-        say(f"webhooks: bare waitress 'return 200', {duration} s...")
-        port = free_port()
-        bare = _bare_server(port, workdir)
-        try:
-            baseline = _load(f"http://127.0.0.1:{port}", path, duration)
-        finally:
-            stop_process(bare)
+        sqlite = {k: f"sqlite:///{tmp / f'{k}.db'}" for k in ("service", "store_ack")}
+        runs.append(_database("sqlite", sqlite, duration, count))
+        with postgres() as server:
+            if server is not None:
+                pg = {k: server.create_database(f"bench_webhooks_{k}") for k in sqlite}
+                runs.append(_database("postgresql", pg, duration, count))
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    bare = _bare(duration, count)
+    for one in runs:
+        one["ratios"]["rps service/bare"] = ratio(one["service"]["rps"], bare["rps"])
     return {
         "duration_s": duration,
         "connections": CONNECTIONS,
         "server": f"waitress, 1 process, {SERVER_THREADS} threads",
-        "service": service,
-        "bare": baseline,
-        "ratios": {
-            "rps service/bare": ratio(service["rps"], baseline["rps"]),
-            "p99 service/bare": ratio(service["p99_ms"], baseline["p99_ms"]),
-        },
+        "runs": runs,
+        "bare": bare,
     }
+
+
+def _row(name: str, row: dict[str, Any]) -> str:
+    cpu = row.get("cpu_ms_per_webhook")
+    return (
+        f"  {name:<22}{row['rps']:>9.1f} req/s   p50 {row['p50_ms']:.2f} ms"
+        f"   p99 {row['p99_ms']:.2f} ms   non-2xx {row['non_2xx']}"
+        + (f"   CPU {cpu:.3f} ms/webhook" if cpu is not None else "")
+    )
 
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        f"webhook ingestion ({result['server']}, {result['connections']} connections, "
-        f"{result['duration_s']} s, client {result['service']['client']})"
+        f"webhook ingestion ({result['server']}, {result['connections']} connections at "
+        f"saturation, {result['duration_s']} s each)"
     ]
-    for name in ("service", "bare"):
-        row = result[name]
-        lines.append(
-            f"  {name:<8}{row['rps']:>10.1f} req/s   p50 {row['p50_ms']:.2f} ms"
-            f"   p99 {row['p99_ms']:.2f} ms   non-2xx {row['non_2xx']}"
-        )
-    for key, value in result["ratios"].items():
-        lines.append(f"  ratio {key}: {value}")
+    for one in result["runs"]:
+        half = one["service_at_half"]
+        lines += [
+            f"  {one['database']}:",
+            _row("service, saturated", one["service"]),
+            _row(f"service at {half['rate']:.0f}/s", half),
+            _row("store-and-ack", one["store_ack"]),
+        ]
+        lines += [f"    ratio {key}: {value}" for key, value in one["ratios"].items()]
+    lines.append(_row("bare 'return 200'", result["bare"]))
     return "\n".join(lines)

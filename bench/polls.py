@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.common import TESTS, median, say
-from reconciler.bootstrap import bootstrap
+from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints.commands import upgrade
 from reconciler.services.merchants import create_merchant
@@ -29,6 +29,15 @@ from reconciler.services.sweep import Sweeper
 LATENCY_S = 0.05
 BATCH = 500
 REPEAT = 3
+# The simulator: every call answered after exactly LATENCY_S; nothing settles or is sent.
+SIMULATOR = {
+    "seed": 5,
+    "latency_min": LATENCY_S,
+    "latency_max": LATENCY_S,
+    "settle_min": 86400,
+    "settle_max": 86400,
+    "no_webhooks": True,
+}
 
 
 def _settings(db_url: str, sim_url: str, concurrency: int) -> Settings:
@@ -38,6 +47,17 @@ def _settings(db_url: str, sim_url: str, concurrency: int) -> Settings:
         sweep_concurrency=concurrency,
         sweep_batch_size=BATCH,
     )
+
+
+def make_all_due(ctx: Context) -> None:
+    """Make every payment due now, with no lease."""
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE payments SET next_poll_at = '2000-01-01 00:00:00', "
+                "lease_owner = NULL, lease_expires_at = NULL"
+            )
+        )
 
 
 def run(quick: bool) -> dict[str, Any]:
@@ -50,15 +70,7 @@ def run(quick: bool) -> dict[str, Any]:
     try:
         db_url = f"sqlite:///{tmp / 'polls.db'}"
         upgrade(Settings(database_url=db_url))
-        flags = {
-            "seed": 5,
-            "latency_min": LATENCY_S,
-            "latency_max": LATENCY_S,
-            "settle_min": 86400,
-            "settle_max": 86400,
-            "no_webhooks": True,
-        }
-        with run_simulator(**flags) as sim:
+        with run_simulator(**SIMULATOR) as sim:
             say(f"polls: creating {BATCH} payments at the simulator...")
             with ThreadPoolExecutor(8) as pool:
                 gids = list(
@@ -81,13 +93,7 @@ def run(quick: bool) -> dict[str, Any]:
                 cpu_per_poll = []
                 try:
                     for _ in range(REPEAT):
-                        with ctx.engine.begin() as conn:
-                            conn.execute(
-                                text(
-                                    "UPDATE payments SET next_poll_at = '2000-01-01 00:00:00', "
-                                    "lease_owner = NULL, lease_expires_at = NULL"
-                                )
-                            )
+                        make_all_due(ctx)
                         cpu = time.process_time()
                         report = sweeper.sweep_once()
                         cpu = time.process_time() - cpu

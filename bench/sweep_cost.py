@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,10 +139,13 @@ def _measure(url: str, rows: int) -> dict[str, Any]:
 
         claim_s = timed(REPEAT, lambda: _make_due(ctx), claim)
         sweeper = Sweeper(ctx)
+        cpu: list[float] = []
         try:
 
             def sweep() -> None:
+                started = time.process_time()
                 report = sweeper.sweep_once()
+                cpu.append(time.process_time() - started)
                 assert report.polled == DUE, report
 
             sweep_s = timed(REPEAT, lambda: _make_due(ctx), sweep)
@@ -151,6 +155,8 @@ def _measure(url: str, rows: int) -> dict[str, Any]:
             "rows": rows,
             "claim_ms": round(median(claim_s) * 1000, 2),
             "sweep_ms": round(median(sweep_s) * 1000, 1),
+            # This process is the whole service side (PostgreSQL's own CPU is not counted).
+            "cpu_ms_per_poll": round(median(cpu) / DUE * 1000, 3),
         }
     finally:
         ctx.close()
@@ -190,6 +196,7 @@ def render(result: dict[str, Any]) -> str:
             lines.append(
                 f"  {backend:<11}{row['rows']:>10} rows   claim_due {row['claim_ms']:>8.2f} ms"
                 f"   sweep_once {row['sweep_ms']:>8.1f} ms"
+                f"   service CPU {row['cpu_ms_per_poll']:.3f} ms per poll"
             )
     for key, value in result["ratios"].items():
         lines.append(f"  ratio {key}: {value}")

@@ -6,22 +6,18 @@ import random
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import requests
-
 from reconciler.adapters import wakeups
 from reconciler.adapters.db import make_engine, make_sessionmaker
 from reconciler.adapters.gateways.base import Gateway
-from reconciler.adapters.gateways.http import new_session
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import Settings
 from reconciler.domain.policy import Random
-from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.context import Context, utc_now
-from reconciler.services.notifications import PaymentOutbox
 
 __all__ = ["Context", "bootstrap", "build_gateways", "utc_now"]
 
 
-def build_gateways(settings: Settings, http: requests.Session) -> dict[str, Gateway]:
+def build_gateways(settings: Settings, http: HttpClient) -> dict[str, Gateway]:
     """Instantiate every gateway with credentials or a webhook secret.
 
     A gateway without credentials is off for payments (registering one is a 400), but
@@ -63,7 +59,7 @@ def bootstrap(
 ) -> Context:
     """Wire a context from settings; tests pass their own clock, randomness or gateways."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    http = new_session(pool_size=max(8, settings.sweep_concurrency))
+    http = HttpClient(pool_size=max(8, settings.sweep_concurrency))
     sessions = make_sessionmaker(engine)
     wakeups.install(sessions)
     return Context(
@@ -75,6 +71,6 @@ def bootstrap(
         clock=clock or utc_now,
         rand=rand or random.SystemRandom().random,
         http=http,
-        outbox=PaymentOutbox(render=payment_resource, policy=settings.notify.policy),
+        notify=settings.notify.policy,
         resolver=resolver,
     )

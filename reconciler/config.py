@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.config_auto import auto_env, auto_gateways, without_auto
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
@@ -145,6 +146,10 @@ class Settings:
     # overrides `RECONCILER_<GATEWAY>_POLL_*` (only the gateways that differ are kept).
     poll: PollPolicy = field(default_factory=PollPolicy)
     policies: Mapping[str, PollPolicy] = field(default_factory=dict)
+    first_delay_auto: frozenset[str] = frozenset()  # gateways whose first delay is `auto`
+    poll_first_delay_quantile: float = setting(0.95, "auto: quantile of terminal webhook delays")
+    poll_first_delay_min_s: float = setting(5.0, "auto: shortest first delay")
+    poll_first_delay_max_s: float = setting(600.0, "auto: longest first delay")
     # Outbound notifications (merchant webhooks).
     notify_base_delay_s: float = setting(5.0, "first retry delay of a failed delivery")
     notify_factor: float = setting(2.0, "growth of the delay between delivery attempts")
@@ -171,6 +176,9 @@ class Settings:
             raise ConfigError(
                 "RECONCILER_CLIENT_TIMEOUT_S and RECONCILER_MAX_CONNECTIONS must be positive"
             )
+        low, high = self.poll_first_delay_min_s, self.poll_first_delay_max_s
+        if not 0 < self.poll_first_delay_quantile <= 1 or not 0 <= low <= high:
+            raise ConfigError("need 0 < RECONCILER_POLL_FIRST_DELAY_QUANTILE <= 1, MIN_S <= MAX_S")
         if self.notify_timeout_s <= 0:
             raise ConfigError("RECONCILER_NOTIFY_TIMEOUT_S must be positive")
         limits = (
@@ -259,7 +267,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `RECONCILER_*` variables (the process environment by default)."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        auto = auto_gateways(env, PREFIX, GATEWAYS)
+        env = without_auto(env, PollPolicy().first_delay)
+        values: dict[str, Any] = {"first_delay_auto": auto}
         for spec in declared():
             raw = env.get(spec.env)
             if raw not in (None, ""):
@@ -289,7 +299,7 @@ class Settings:
         for gw, policy in self.policies.items():
             if policy != self.poll:
                 env.update(_policy_env(f"{gw.upper()}_", policy))
-        return env
+        return env | auto_env(PREFIX, self.first_delay_auto, GATEWAYS)
 
     def child_env(self, base: Mapping[str, str] | None = None, **changes: Any) -> dict[str, str]:
         """Return the environment for a child process that should run with these settings.

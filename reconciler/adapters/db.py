@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 BUSY_TIMEOUT_S = 30
 REQUEST_WAIT_S = 3.0
+# A pooled connection is checked with a round trip only after it sat unused this long
+# (a server or firewall may have closed it meanwhile); a busy pool never pays for one.
+PING_AFTER_IDLE_S = 30.0
+# Open connections are replaced after this long, before any server-side idle limit.
+RECYCLE_S = 1800
 _wait_s: ContextVar[float] = ContextVar("reconciler_db_wait_s", default=BUSY_TIMEOUT_S)
 
 
@@ -44,6 +50,11 @@ def set_request_wait(seconds: float = REQUEST_WAIT_S) -> Any:
 
 def reset_wait(token: Any) -> None:
     _wait_s.reset(token)
+
+
+def current_wait() -> float:
+    """How long a transaction begun now in this context may wait for locks."""
+    return _wait_s.get()
 
 
 class DatabaseFileChanged(sqlite3.OperationalError):
@@ -187,14 +198,40 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         pool_size=pool_size,
         # A burst may borrow a few more; past that, requests wait for a connection.
         max_overflow=max(2, pool_size // 2),
-        pool_pre_ping=True,
+        pool_recycle=RECYCLE_S,
         # A server that does not answer at all is an error in seconds, not a hang.
         connect_args={"connect_timeout": 3} if url.startswith("postgresql") else {},
         future=True,
     )
+    _ping_when_idle(engine)
     if engine.dialect.name == "postgresql":
         _configure_postgres(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection at check-out only if it sat idle past `PING_AFTER_IDLE_S`.
+
+    `pool_pre_ping` would cost a round trip (on PostgreSQL a commit) on every check-out.
+    A connection that dies while in use (a server restart) raises a disconnect error:
+    SQLAlchemy then invalidates the whole pool, the request answers 503 with
+    `Retry-After` (`entrypoints/dbtrouble.py`) and the sweep retries on its next tick.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # The pool discards this connection and checks out a fresh one.
+            raise sa_exc.DisconnectionError(f"idle connection closed: {exc}") from exc
 
 
 def _configure_postgres(engine: Engine) -> None:
@@ -254,6 +291,12 @@ TROUBLE: tuple[type[Exception], ...] = (
     sqlite3.OperationalError,  # raised inside the begin hook (queued writer, file replaced)
     psycopg.OperationalError,
 )
+
+
+def contended(exc: BaseException) -> bool:
+    """Whether PostgreSQL broke a deadlock or a serialization conflict (worth one retry)."""
+    cause = getattr(exc, "orig", exc)
+    return getattr(cause, "sqlstate", None) in ("40P01", "40001")
 
 
 def describe(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""SQLAlchemy tables: merchants, payments, the timeline, the webhook inbox, notifications."""
+"""SQLAlchemy tables: merchants, payments, the timeline, the webhook inbox, notifications,
+and the webhook reliability counts."""
 
 from __future__ import annotations
 
@@ -268,3 +269,37 @@ class NotificationDelivery(Base):
             sqlite_where=text("lease_owner IS NOT NULL"),
         ),
     )
+
+
+# --- Gateway webhook reliability -----------------------------------------------------------
+
+
+class WebhookTally(Base):
+    """Webhook counts of one gateway account and event type in one minute (upserted)."""
+
+    __tablename__ = "webhook_tallies"
+
+    account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    out_of_order: Mapped[int] = mapped_column(Integer, default=0)
+    bad_signatures: Mapped[int] = mapped_column(Integer, default=0)
+    by_webhook: Mapped[int] = mapped_column(Integer, default=0)  # terminal status first told
+    polled_first: Mapped[int] = mapped_column(Integer, default=0)  # terminal status first polled
+    late: Mapped[int] = mapped_column(Integer, default=0)  # its webhook came after all
+
+
+class WebhookDelay(Base):
+    """A delay histogram bucket of one account and event type in one 5-minute slot."""
+
+    __tablename__ = "webhook_delays"
+
+    account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)  # domain.reliability
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    terminal: Mapped[int] = mapped_column(Integer, default=0)  # of which reported a terminal status
+    late: Mapped[int] = mapped_column(Integer, default=0)  # of which came after a poll's find

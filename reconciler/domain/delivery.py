@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.domain.policy import Random, grow, jittered, parse_retry_after
+from reconciler.domain.backoff import Random, grow, jittered, parse_retry_after
 
 ERROR_TEXT_LIMIT = 500
 

@@ -1,18 +1,21 @@
-"""The polling schedule: one pure function from a payment's poll history to its next poll."""
+"""The polling schedule: one pure function from a payment's poll history to its next poll.
+
+The curve itself (growth, jitter, `Retry-After`) is `domain.backoff`, shared with deliveries.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 
-Random = Callable[[], float]  # returns a float in [0, 1)
-
-# A Retry-After beyond this is a broken or hostile header, not a plan: honouring it would
-# push the poll past the end of the calendar (OverflowError) and wedge the payment.
-MAX_RETRY_AFTER = 7 * 24 * 3600.0
+from reconciler.domain.backoff import (
+    MAX_RETRY_AFTER,
+    Random,
+    grow,
+    honouring,
+    jittered,
+    parse_retry_after,
+)
 
 
 @dataclass(frozen=True)
@@ -48,17 +51,6 @@ class PollDecision:
     @property
     def gives_up(self) -> bool:
         return self.at is None
-
-
-def grow(*, base: float, factor: float, max_delay: float, previous: float | None) -> float:
-    """Return the next undithered delay: `min(max_delay, max(base, previous * factor))`."""
-    grown = base if previous is None else previous * factor
-    return min(max_delay, max(base, grown))
-
-
-def jittered(delay: float, rand: Random) -> float:
-    """Keep a uniform share in [0.5, 1) of `delay`: failures that came together spread out."""
-    return delay * (0.5 + 0.5 * rand())
 
 
 def first_poll_at(policy: PollPolicy, created_at: datetime) -> datetime:
@@ -99,17 +91,16 @@ def next_poll(
     """
     if now >= give_up_at:
         return PollDecision(at=None, delay=previous_delay or 0.0)
-    floor = min(retry_after or 0.0, MAX_RETRY_AFTER)
     if attempt <= 0:
         delay = policy.first_delay
-        return PollDecision(at=now + timedelta(seconds=max(delay, floor)), delay=delay)
+        return PollDecision(at=now + timedelta(seconds=honouring(delay, retry_after)), delay=delay)
     delay = grow(
         base=policy.base_delay,
         factor=policy.factor,
         max_delay=policy.max_delay,
         previous=previous_delay,
     )
-    wait = max(jittered(delay, rand), floor)
+    wait = honouring(jittered(delay, rand), retry_after)
     return PollDecision(at=now + timedelta(seconds=wait), delay=delay)
 
 
@@ -123,25 +114,16 @@ def max_polls(policy: PollPolicy) -> int:
     return 1 + k
 
 
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Read a `Retry-After` header in either RFC 9110 form (seconds or HTTP-date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():  # "²".isdigit() is True, float("²") raises
-        return float(value)
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "PollDecision",
+    "PollPolicy",
+    "Random",
+    "first_poll_at",
+    "give_up_deadline",
+    "grow",
+    "jittered",
+    "max_polls",
+    "next_poll",
+    "parse_retry_after",
+]

@@ -49,6 +49,7 @@ class Outcome(StrEnum):
     ORPHAN = "orphan"  # a webhook for a payment nobody registered (yet)
     ERROR = "error"  # a poll that failed (transport, not-found, auth)
     RESOLVED = "resolved"  # an operator cleared a review flag
+    REGISTERED = "registered"  # the payment was registered (its first poll's delay, and why)
 
 
 @dataclass(frozen=True)

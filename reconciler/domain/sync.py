@@ -29,14 +29,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from reconciler.domain.policy import (
-    MAX_RETRY_AFTER,
-    PollPolicy,
-    Random,
-    give_up_deadline,
-    jittered,
-    next_poll,
-)
+from reconciler.domain.backoff import Random, doubling, honouring, jittered
+from reconciler.domain.policy import PollPolicy, give_up_deadline, next_poll
 from reconciler.domain.status import Outcome, Source, Status, SyncState
 
 # A merchant's refresh may poll a payment at most once per this many seconds: refreshes
@@ -331,8 +325,8 @@ def _retry(
     if now >= fields.give_up_at:
         return replace(failed, state=SyncState.GAVE_UP, next_poll_at=None)
     in_force = fields.last_delay_s or policy.first_delay or policy.base_delay
-    short = min(in_force, policy.retry_first * 2 ** min(failures - 1, 30))
-    wait = max(jittered(short, rand), min(event.retry_after or 0.0, MAX_RETRY_AFTER))
+    short = doubling(policy.retry_first, failures, ceiling=in_force)
+    wait = honouring(jittered(short, rand), event.retry_after)
     state = SyncState.POLLING if fields.state is SyncState.AWAITING_WEBHOOK else fields.state
     return replace(failed, state=state, next_poll_at=now + timedelta(seconds=wait))
 

@@ -8,6 +8,7 @@ from flask import Blueprint, request
 from werkzeug.exceptions import NotFound, Unauthorized
 
 from reconciler.entrypoints.merchant_auth import ctx
+from reconciler.entrypoints.reliability_schemas import Reliability, WindowQuery
 from reconciler.entrypoints.routing import Routes
 from reconciler.entrypoints.schemas import (
     AdminFilter,
@@ -17,7 +18,7 @@ from reconciler.entrypoints.schemas import (
     Resolution,
     StatusReport,
 )
-from reconciler.services import admin
+from reconciler.services import admin, reliability_report
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 routes = Routes(bp, security="admin", not_found="No such payment")
@@ -70,3 +71,15 @@ def report(payment_id: str, body: StatusReport) -> ReportOutcome:
 def resolve(payment_id: str, body: Resolution) -> Payment:
     """Clear the payment's review flag."""
     return Payment.model_validate(admin.resolve_review(ctx(), payment_id, body.note))
+
+
+@routes.get(
+    "/gateway_accounts/<account_id>/reliability",
+    query=WindowQuery,
+    ok={200: Reliability},
+    problems={404: "No such gateway account"},
+)
+def reliability(account_id: str, query: WindowQuery) -> Reliability:
+    """Show a gateway account's webhook reliability over the last 24 h or 7 days."""
+    report = reliability_report.account_report(ctx(), account_id, query.window)
+    return Reliability.model_validate(report)

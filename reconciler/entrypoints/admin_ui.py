@@ -33,11 +33,12 @@ from reconciler.domain.breaker import BreakerState, CircuitBreaker
 from reconciler.domain.delivery import DeliveryStatus
 from reconciler.domain.status import Status
 from reconciler.domain.times import rfc3339
+from reconciler.entrypoints import reliability_chart
 from reconciler.entrypoints.endpoint_schemas import RecoverRequest
 from reconciler.entrypoints.merchant_auth import ctx
 from reconciler.entrypoints.problems import SERVICE_ERRORS
 from reconciler.entrypoints.schemas import ResourceId
-from reconciler.services import admin, notify_admin, notify_stats, operators
+from reconciler.services import admin, notify_admin, notify_stats, operators, reliability_report
 from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError, ValidationFailed
 from reconciler.services.notify_admin import EndpointRow
@@ -240,7 +241,14 @@ def sign_out() -> Response:
 def overview() -> str:
     """Show the backlog, the hour's polls and webhooks, and each gateway's breaker."""
     view = operators.overview(ctx(), sweeper_breakers())
-    return _page("overview.html", view=view, chart=chart(view.minutes), refresh_s=REFRESH_S)
+    panels = [reliability_chart.view(p) for p in reliability_report.panels(ctx())]
+    return _page(
+        "overview.html",
+        view=view,
+        chart=chart(view.minutes),
+        refresh_s=REFRESH_S,
+        webhook_panels=panels,
+    )
 
 
 @bp.get("/review")

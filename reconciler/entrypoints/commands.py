@@ -130,6 +130,7 @@ def prune(settings: Settings, older_than_days: int) -> int:
 
 
 def sweep_once(settings: Settings) -> int:
+    from reconciler.services import reliability
     from reconciler.services.sweep import Sweeper
 
     logs.configure(settings.log_level)
@@ -137,6 +138,7 @@ def sweep_once(settings: Settings) -> int:
     sweeper = Sweeper(ctx)
     try:
         report = sweeper.sweep_once()
+        reliability.flush(ctx)  # the terminal statuses its polls found first
     finally:
         sweeper.close()
         ctx.close()
@@ -162,12 +164,16 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
     on one host (different ports, same database) each sweep; the claim keeps them apart.
     """
     from reconciler.entrypoints.app import create_app
+    from reconciler.entrypoints.reliability_job import ReliabilityJob
     from reconciler.entrypoints.scheduler import SweepJob
     from reconciler.services.sweep import Sweeper
 
     ctx = bootstrap(settings)
     sweeper = Sweeper(ctx) if settings.sweep_enabled else None
     app = create_app(ctx=ctx, sweeper=sweeper)
+    counts = ReliabilityJob(ctx)
+    counts.start()
+    app.extensions["reconciler.reliability_job"] = counts
     if sweeper is not None:
         metrics = app.extensions["reconciler.metrics"]
         sweeper.observer = metrics.observe_sweep

@@ -38,6 +38,7 @@ from reconciler.bootstrap import Context
 from reconciler.domain.breaker import BreakerState
 from reconciler.domain.status import SyncState
 from reconciler.entrypoints import notify_metrics
+from reconciler.entrypoints.reliability_metrics import ReliabilityCollector
 from reconciler.services import health
 from reconciler.services.sweep import Sweeper, SweepReport
 
@@ -104,6 +105,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(TableCollector(ctx))
+        self.registry.register(ReliabilityCollector(ctx))
         self.sweeper: Sweeper | None = None
         self.observe_notifications = notify_metrics.register(
             self.registry, ctx, lambda: self.sweeper

@@ -228,11 +228,18 @@ class Server:
     def _stop_sweep(self) -> None:
         job = self.app.extensions.get("reconciler.sweep_job")
         if job is None:
+            self._stop_counts()
             return
         # Calls not started yet are cancelled (their rows are claimed again when the lease
         # ends); calls under way end within the gateway timeouts. Then the job stops.
         job.sweeper.close()
         job.stop()
+        self._stop_counts()
+
+    def _stop_counts(self) -> None:
+        counts = self.app.extensions.get("reconciler.reliability_job")
+        if counts is not None:
+            counts.stop()
 
 
 def serve(settings: Settings, host: str, port: int) -> int:

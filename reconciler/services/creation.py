@@ -83,6 +83,7 @@ def store(
         return  # another attempt already succeeded
     payment.updated_at = now
     if isinstance(answer, GatewayPayment):
+        repository.lock_gateway_payment(session, payment.gateway, answer.gateway_payment_id)
         payment.gateway_payment_id = answer.gateway_payment_id
         decide_and_store(payment, Created(), sched=sched, now=now)
         apply_report(session, payment, answer.report(), source=source, now=now, sched=sched)

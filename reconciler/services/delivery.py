@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,8 +30,9 @@ from reconciler.domain.delivery import (
     describe_failure,
 )
 from reconciler.services.context import Context
-from reconciler.services.engine import TARGET_BUSY, Signal
+from reconciler.services.engine import TARGET_BUSY
 from reconciler.services.notifications import delivery_job, disable_endpoint, store_attempt
+from reconciler.services.work import Done, Outcome, Signal
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,33 @@ class Deliveries:
         breaker: it is the probe that tells whether the endpoint works again."""
         return row.requested_at is not None
 
-    def call(self, row: DeliveryLease) -> Result:
+    def call(self, row: DeliveryLease) -> Outcome[Result]:
+        result = self._attempt(row)
+        return Outcome(result, _signal(result), _label(result), _describe(result))
+
+    def complete(
+        self, session: Session, done: Sequence[Done[DeliveryLease, Result]], owner: str
+    ) -> list[bool]:
+        """Store a batch of ended attempts, each only while `owner` still holds its lease.
+
+        Rows are taken in endpoint order, so two replicas storing batches that share
+        endpoints lock those endpoints in the same order and never deadlock each other.
+        """
+        kept = [False] * len(done)
+        for index in sorted(range(len(done)), key=lambda i: (done[i].row.endpoint_id, i)):
+            item = done[index]
+            if not repository.release_lease(session, self.queue, item.row.id, owner):
+                if item.outcome is not None:
+                    self._lost(item.row)
+                continue
+            kept[index] = True
+            if item.hold is not None:
+                self._hold(session, item.row, item.hold.until, item.hold.why, item.now)
+            elif item.outcome is not None:
+                self._store(session, item.row, item.outcome.result, item.now)
+        return kept
+
+    def _attempt(self, row: DeliveryLease) -> Result:
         # Signatures carry the real time: a receiver refuses a webhook-timestamp far off.
         with self.ctx.read() as session:
             job = delivery_job(session, row.id, now=self.ctx.clock())
@@ -108,28 +136,7 @@ class Deliveries:
             self._payments[row.id] = job.payment_id
         return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=job.secrets)
 
-    def signal(self, result: Result) -> Signal:
-        if isinstance(result, Skipped):
-            return Signal.SUCCESS
-        code = result.status_code
-        if code is None or code == 429 or code >= 500:
-            return Signal.FAILURE
-        return Signal.SUCCESS
-
-    def label(self, result: Result) -> str:
-        if isinstance(result, Skipped):
-            return "skipped"
-        code = result.status_code
-        if code is None:
-            return "error"
-        return f"{code // 100}xx"
-
-    def describe(self, result: Result) -> str:
-        if isinstance(result, Skipped):
-            return ""
-        return describe_failure(result) or ""
-
-    def store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
+    def _store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
         with self._lock:
             payment_id = self._payments.pop(row.id, None)
         delivery = repository.delivery_for_update(session, row.id)
@@ -208,7 +215,7 @@ class Deliveries:
             log.warning("endpoint disabled", extra={"endpoint_id": endpoint_id, "reason": reason})
             disable_endpoint(session, endpoint_id, reason=reason, now=now)
 
-    def hold(
+    def _hold(
         self, session: Session, row: DeliveryLease, until: datetime, why: str, now: datetime
     ) -> None:
         delivery = repository.delivery_for_update(session, row.id)
@@ -241,7 +248,7 @@ class Deliveries:
         wakeups.note_due(session, delivery.next_attempt_at)
         delivery.last_error = f"endpoint {why}"
 
-    def lost(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
+    def _lost(self, row: DeliveryLease) -> None:
         with self._lock:
             payment_id = self._payments.pop(row.id, None)
         log.info(
@@ -262,3 +269,28 @@ def _switched_off(endpoint: WebhookEndpoint | None) -> str | None:
     if endpoint.status != "enabled":
         return f"endpoint disabled: {endpoint.disabled_reason or 'by the merchant'}"
     return None
+
+
+def _signal(result: Result) -> Signal:
+    """What an attempt tells the endpoint's breaker: 5xx, 429 and no answer count."""
+    if isinstance(result, Skipped):
+        return Signal.SUCCESS
+    code = result.status_code
+    if code is None or code == 429 or code >= 500:
+        return Signal.FAILURE
+    return Signal.SUCCESS
+
+
+def _label(result: Result) -> str:
+    if isinstance(result, Skipped):
+        return "skipped"
+    code = result.status_code
+    if code is None:
+        return "error"
+    return f"{code // 100}xx"
+
+
+def _describe(result: Result) -> str:
+    if isinstance(result, Skipped):
+        return ""
+    return describe_failure(result) or ""

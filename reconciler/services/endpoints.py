@@ -17,7 +17,8 @@ from reconciler.domain.delivery import DeliveryStatus, give_up_deadline
 from reconciler.domain.notify import EVENT_TYPES
 from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, NotFound, ValidationFailed
-from reconciler.services.notifications import disable_endpoint, new_id
+from reconciler.services.ids import new_id
+from reconciler.services.notifications import disable_endpoint
 from reconciler.services.payments import page_start
 
 ROTATION_OVERLAP = timedelta(hours=24)

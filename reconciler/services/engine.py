@@ -25,90 +25,35 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic
 
-from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from reconciler.adapters import repository
-from reconciler.adapters.repository import Queue
+from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
-from reconciler.domain.policy import Random
+from reconciler.services.completer import GroupCommit
+from reconciler.services.work import (
+    Done,
+    Hold,
+    Kind,
+    Outcome,
+    RowT,
+    Signal,
+)
 
 log = logging.getLogger(__name__)
 
 # A row whose kind cannot call it (its gateway is not configured) is looked at again then.
 NOT_CALLABLE_HOLD_S = 60.0
-# Why a row was held without a call, as the engine tells `Kind.hold`.
+# Why a row was held without a call (`Hold.why`, as the kind reads it in `complete`).
 CIRCUIT_OPEN = "circuit open"
 NOT_CALLABLE = "not configured"
 TARGET_BUSY = "target busy"
 # At most this many claims per kind and tick (more only while rows were deferred).
 CLAIM_ROUNDS = 4
 
-RowT = TypeVar("RowT")
-ResultT = TypeVar("ResultT")
 Clock = Callable[[], datetime]
-
-
-class Signal(Enum):
-    """What a call's result tells the target's breaker."""
-
-    SUCCESS = "success"  # the target answered
-    FAILURE = "failure"  # the target failed transiently: counts toward opening
-    TRIP = "trip"  # our configuration is wrong (credentials): open at once, hold the row
-
-
-class Kind(Protocol[RowT, ResultT]):
-    """One kind of work the engine drives (payment polls, merchant deliveries)."""
-
-    name: str
-    queue: Queue
-    concurrency: int  # calls of this kind in flight at once, across its targets
-    max_in_flight_per_target: int | None  # None: only `concurrency` bounds a target
-    # A kind may also set `max_call_s`, the longest its call can take, when that is not
-    # the engine's `EngineConfig.max_call_s` (a call is made only if it fits in the lease).
-
-    def row(self, claimed: Row[Any]) -> RowT:
-        """Read one claimed row (the queue's returned columns)."""
-        ...
-
-    def row_id(self, row: RowT) -> str:
-        """Name the row."""
-        ...
-
-    def target(self, row: RowT) -> str | None:
-        """Name whom the row calls (the breaker's key); None when it cannot be called."""
-        ...
-
-    def call(self, row: RowT) -> ResultT:
-        """Make the third-party call; never raises (failures are results)."""
-        ...
-
-    def signal(self, result: ResultT) -> Signal:
-        """Say what the result means for the target's breaker."""
-        ...
-
-    def label(self, result: ResultT) -> str:
-        """Name the result for counters (`ok`, `transient`, …)."""
-        ...
-
-    def describe(self, result: ResultT) -> str:
-        """Say what went wrong, in words fit for the row's owner to read."""
-        ...
-
-    def store(self, session: Session, row: RowT, result: ResultT, now: datetime) -> None:
-        """Decide and store the row's next state (the engine holds the lease)."""
-        ...
-
-    def hold(self, session: Session, row: RowT, until: datetime, why: str, now: datetime) -> None:
-        """Push the row back to `until` without a call (not an attempt)."""
-        ...
-
-    def lost(self, session: Session, row: RowT, result: ResultT, now: datetime) -> None:
-        """Note a result that came back after the row's lease was taken by another."""
-        ...
 
 
 @dataclass
@@ -142,11 +87,26 @@ class EngineConfig:
     defer_s: float = 0.25  # how far a row over its target's in-flight cap is pushed back
 
 
+AnyKind = Kind[Any, Any]
+
+
 class _Slot(Generic[RowT]):
-    def __init__(self, kind: Kind[RowT, Any], row: RowT, target: str | None) -> None:
+    def __init__(self, kind: AnyKind, row: RowT, target: str | None) -> None:
         self.kind = kind
         self.row = row
         self.target = target
+
+
+class _Completion:
+    """A batched kind's completion as a group-commit batch: its rows, this engine's lease."""
+
+    def __init__(self, kind: Kind[Any, Any], owner: str) -> None:
+        self.name = f"complete:{kind.name}:{owner}"  # one group per engine: its lease
+        self.kind = kind
+        self.owner = owner
+
+    def write(self, session: Session, items: Sequence[Done[Any, Any]]) -> list[bool]:
+        return self.kind.complete(session, items, self.owner)
 
 
 class Engine:
@@ -155,12 +115,13 @@ class Engine:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        kinds: Sequence[Kind[Any, Any]],
+        kinds: Sequence[AnyKind],
         *,
         owner: str,
         config: EngineConfig,
         clock: Clock,
         rand: Random | None = None,
+        writer: GroupCommit | None = None,
     ) -> None:
         self.sessions = sessions
         self.kinds = list(kinds)
@@ -173,6 +134,9 @@ class Engine:
         self._busy: Counter[str] = Counter()  # calls in flight per kind
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
+        # Results are stored by group commit, shared with webhooks on SQLite (`Context.writer`).
+        self.writer = writer or GroupCommit(sessions)
+        self._completions = {kind.name: _Completion(kind, owner) for kind in self.kinds}
         # A pool per kind, as large as its slots: one kind's calls never wait for another's.
         self._pools = {
             kind.name: ThreadPoolExecutor(
@@ -218,12 +182,17 @@ class Engine:
         return report
 
     def tick(
-        self, now: datetime | None = None, *, whole_batch: bool = False
+        self,
+        now: datetime | None = None,
+        *,
+        whole_batch: bool = False,
+        kinds: Collection[str] | None = None,
     ) -> tuple[TickReport, list[Future[None]]]:
         """Claim due rows up to the free slots and start their calls; do not wait.
 
         `now` pins the clock for every read of this tick (tests move it); by default
-        each result is stored at the time it arrives. `whole_batch` claims a whole batch
+        each result is stored at the time it arrives. `kinds` names the kinds known to
+        have rows due (None: all of them). `whole_batch` claims a whole batch
         whatever the free slots (the calls queue for the pool; a call that could no
         longer finish inside its lease is skipped).
         """
@@ -235,6 +204,8 @@ class Engine:
             lease_until = at + timedelta(seconds=self.config.lease_s)
             futures: list[Future[None]] = []
             for kind in self.kinds:
+                if kinds is not None and kind.name not in kinds:
+                    continue
                 # Rows deferred behind a busy target took no slot: claim again for the
                 # slots they left, so a slow target's backlog (due first, deferred on
                 # every claim) cannot keep other targets' rows waiting for the next tick.
@@ -274,13 +245,13 @@ class Engine:
                     return True
             return False
 
-    def _free_slots(self, kind: Kind[Any, Any]) -> int:
+    def _free_slots(self, kind: AnyKind) -> int:
         with self._lock:
             return kind.concurrency - self._busy[kind.name]
 
     def _dispatch(
         self,
-        kind: Kind[Any, Any],
+        kind: AnyKind,
         row: Any,
         clock: Clock,
         lease_until: datetime,
@@ -303,7 +274,7 @@ class Engine:
         if over_cap:
             # Its target is busy: let the rows of other targets go first.
             report.deferred += 1
-            delay = self.config.defer_s * (0.5 + 0.5 * self.rand())
+            delay = jittered(self.config.defer_s, self.rand)
             until = clock() + timedelta(seconds=delay)
             self._hold(kind, row, until, TARGET_BUSY, clock(), report, counted=False)
             return []
@@ -327,26 +298,21 @@ class Engine:
                 until = breaker.retry_at(clock(), self.rand)
                 self._hold(kind, row, until, CIRCUIT_OPEN, clock(), report)
                 return
-            try:
-                result = kind.call(row)
-            except Exception:  # a bug in a kind's call must not kill the engine
-                log.exception("call crashed", extra={"kind": kind.name, "target": target})
-                breaker.record_failure(clock(), "the call crashed")
-                report.count(kind.name, target, "crashed")
+            outcome = self._call(kind, row, target, breaker, clock, report)
+            if outcome is None:
                 return
             report.called += 1
-            report.count(kind.name, target, kind.label(result))
-            signal = kind.signal(result)
-            if signal is Signal.TRIP:
-                breaker.trip(clock(), kind.describe(result))
+            report.count(kind.name, target, outcome.label)
+            if outcome.signal is Signal.TRIP:
+                breaker.trip(clock(), outcome.error)
                 until = breaker.retry_at(clock(), self.rand)
-                self._hold(kind, row, until, kind.describe(result), clock(), report)
+                self._hold(kind, row, until, outcome.error, clock(), report)
                 return
-            if signal is Signal.FAILURE:
-                breaker.record_failure(clock(), kind.describe(result))
+            if outcome.signal is Signal.FAILURE:
+                breaker.record_failure(clock(), outcome.error)
             else:
                 breaker.record_success()
-            self._store(kind, row, result, clock(), report)
+            self._store(kind, row, outcome, clock(), report)
         except Exception:
             log.exception("storing a result failed", extra={"kind": kind.name})
             raise
@@ -355,19 +321,33 @@ class Engine:
                 self._in_flight[(kind.name, target)] -= 1
                 self._busy[kind.name] -= 1
 
+    def _call(
+        self,
+        kind: AnyKind,
+        row: Any,
+        target: str,
+        breaker: CircuitBreaker,
+        clock: Clock,
+        report: TickReport,
+    ) -> Outcome[Any] | None:
+        try:
+            return kind.call(row)
+        except Exception:  # a bug in a kind's call must not kill the engine
+            log.exception("call crashed", extra={"kind": kind.name, "target": target})
+            breaker.record_failure(clock(), "the call crashed")
+            report.count(kind.name, target, "crashed")
+            return None
+
     def _store(
-        self, kind: Kind[Any, Any], row: Any, result: Any, now: datetime, report: TickReport
+        self, kind: AnyKind, row: Any, outcome: Outcome[Any], now: datetime, report: TickReport
     ) -> None:
-        with self.sessions.begin() as session:
-            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
-                kind.store(session, row, result, now)
-                return
+        done = Done(row=row, now=now, outcome=outcome)
+        if not self.writer.run(self._completions[kind.name], done):
             report.lost_leases += 1
-            kind.lost(session, row, result, now)
 
     def _hold(
         self,
-        kind: Kind[Any, Any],
+        kind: AnyKind,
         row: Any,
         until: datetime,
         why: str,
@@ -379,6 +359,5 @@ class Engine:
         if counted:
             report.held += 1
             report.count(kind.name, kind.target(row) or "-", "held")
-        with self.sessions.begin() as session:
-            if repository.release_lease(session, kind.queue, kind.row_id(row), self.owner):
-                kind.hold(session, row, until, why, now)
+        held: Done[Any, Any] = Done(row=row, now=now, hold=Hold(until, why))
+        self.writer.run(self._completions[kind.name], held)

@@ -71,10 +71,24 @@ def rotate_key(
             merchant.previous_key_hash = None
             merchant.previous_key_expires_at = None
         merchant.api_key_hash = hash_key(api_key)
+    ctx.keys.clear()
     return merchant, api_key
 
 
 def authenticate(ctx: Context, api_key: str) -> Merchant | None:
-    """Find the merchant owning this API key (or its previous key, within the grace period)."""
+    """Find the merchant owning this API key (or its previous key, within the grace period).
+
+    Accepted keys are cached for a few seconds (`services/key_cache.py` says what that
+    means for revocation); unknown keys always read the database.
+    """
+    key_hash = hash_key(api_key)
+    now = ctx.clock()
+    cached = ctx.keys.get(key_hash, now)
+    if cached is not None:
+        return cached
+    generation = ctx.keys.generation
     with ctx.read() as session:
-        return repository.merchant_by_key_hash(session, hash_key(api_key), ctx.clock())
+        merchant = repository.merchant_by_key_hash(session, key_hash, now)
+    if merchant is not None:
+        ctx.keys.put(key_hash, merchant, now, generation)
+    return merchant

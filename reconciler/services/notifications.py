@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,14 +30,10 @@ from reconciler.domain.delivery import (
     first_attempt_at,
     give_up_deadline,
 )
-from reconciler.domain.notify import events_for_change
 from reconciler.domain.times import rfc3339
+from reconciler.services.ids import new_id
 
 log = logging.getLogger(__name__)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def record_payment_event(
@@ -89,41 +83,6 @@ def record_payment_event(
                 )
             )
     return event
-
-
-@dataclass(frozen=True)
-class PaymentOutbox:
-    """Record the events a payment change produces, with their deliveries (the outbox)."""
-
-    render: Callable[[Payment], dict[str, Any]]  # the payment resource, as the API shows it
-    policy: DeliveryPolicy
-
-    def record_change(
-        self,
-        session: Session,
-        payment: Payment,
-        *,
-        status_before: str,
-        sync_before: str,
-        now: datetime,
-    ) -> None:
-        """Write one event per change (status, needs_review, gave_up) in this transaction."""
-        types = events_for_change(status_before, payment.status, sync_before, payment.sync_state)
-        for event_type in types:
-            event = record_payment_event(
-                session,
-                payment,
-                event_type.value,
-                now=now,
-                resource=self.render(payment),
-                policy=self.policy,
-            )
-            log.info(
-                "payment event recorded",
-                extra={"event_id": event.id, "payment_id": payment.id, "type": event.type},
-            )
-        if types:
-            wakeups.note_due(session, first_attempt_at(self.policy, now))
 
 
 def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from reconciler.config import GATEWAYS
 from reconciler.domain.status import Source, Status, SyncState
 from reconciler.domain.sync import Refreshed as RefreshedEvent
 from reconciler.domain.sync import Registered
-from reconciler.services import creation
+from reconciler.services import changes, creation, reliability
 from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
 from reconciler.services.reports import apply_orphans
@@ -65,9 +65,15 @@ def register_payment(
         )
     fingerprint = request.fingerprint()
     now = ctx.clock()
+    first = ctx.reliability.first_delay_for(reliability.default_account(request.gateway), now)
     sched = ctx.scheduling(request.gateway)
     try:
         with ctx.sessions.begin() as session:
+            if request.gateway_payment_id is not None:
+                # A webhook for it may be arriving now: one of the two waits for the other.
+                repository.lock_gateway_payment(
+                    session, request.gateway, request.gateway_payment_id
+                )
             existing = repository.payment_by_reference(
                 session, merchant.id, request.merchant_reference
             )
@@ -107,6 +113,7 @@ def register_payment(
             session.add(payment)
             wakeups.note_due(session, payment.next_poll_at)
             session.flush()
+            changes.append_entry(session, payment.id, reliability.registration_entry(first, now))
             apply_orphans(session, payment, now=now, sched=sched)
     except IntegrityError:
         # A concurrent request with the same reference (or gateway id) won the race.

@@ -1,7 +1,10 @@
-"""Payment polling, the engine's first kind: ask the gateway, store the answer as a report.
+"""Payment polling, the engine's first kind: ask the gateway, complete the row with the answer.
 
-Storing a poll's answer reads like ingesting a webhook: both end in
-`reports.apply_report`, the one function through which a status changes.
+The claim returns the whole row (a `Snapshot`); the answer goes through the one decision,
+`domain.payment.apply`, over that snapshot, and the engine's completer stores a batch of
+such changes with `services.changes.store`: one UPDATE per row that checks the lease and
+the version in the same statement. A row changed meanwhile by a webhook (version moved,
+lease still ours) is read again under its lock and decided again, so no answer is lost.
 """
 
 from __future__ import annotations
@@ -9,8 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row
@@ -18,39 +20,21 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import AuthError, GatewayPayment, TransientError
-from reconciler.domain.status import Outcome, Source, Status
-from reconciler.domain.sync import Held, NotKnown
-from reconciler.services import creation, gateway_calls
+from reconciler.adapters.repository.changes import Stored
+from reconciler.domain.payment import Entry, Event, Reporting, Snapshot, apply
+from reconciler.domain.policy import PollPolicy
+from reconciler.domain.status import Outcome as ReportOutcome
+from reconciler.domain.status import Source
+from reconciler.domain.sync import Held
+from reconciler.services import changes, creation, gateway_calls, reliability
 from reconciler.services.context import Context
-from reconciler.services.engine import NOT_CALLABLE, Signal
+from reconciler.services.engine import NOT_CALLABLE
 from reconciler.services.gateway_calls import Answer
-from reconciler.services.reports import apply_orphans, apply_report, record_event
-from reconciler.services.schedule import decide_and_store
+from reconciler.services.work import Done, Outcome, Signal
 
 log = logging.getLogger(__name__)
 
 GATEWAY_NOT_CONFIGURED = "gateway not configured"
-# A webhook that raced the payment's registration (on PostgreSQL neither transaction sees
-# the other's row) is kept as an orphan; the payment's early polls pick it up. Later
-# polls skip the look: orphans only arise around registration or creation.
-ORPHAN_RACE_WINDOW = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class PollRow:
-    """A payment leased for one call: a poll, or a creation when it has no gateway id."""
-
-    id: str
-    gateway: str
-    gateway_payment_id: str | None
-    amount: int
-    currency: str
-    merchant_reference: str
-    idempotency_key: str
-
-    @property
-    def creating(self) -> bool:
-        return self.gateway_payment_id is None
 
 
 class PaymentPolls:
@@ -66,16 +50,16 @@ class PaymentPolls:
         self.counts: Counter[str] = Counter()  # "poll" / "create" calls made, for reports
         self._lock = threading.Lock()
 
-    def row(self, claimed: Row[Any]) -> PollRow:
-        return PollRow(**claimed._mapping)
+    def row(self, claimed: Row[Any]) -> Snapshot:
+        return repository.snapshot_of(claimed)
 
-    def row_id(self, row: PollRow) -> str:
+    def row_id(self, row: Snapshot) -> str:
         return row.id
 
-    def target(self, row: PollRow) -> str | None:
+    def target(self, row: Snapshot) -> str | None:
         return row.gateway if row.gateway in self.ctx.gateways else None
 
-    def call(self, row: PollRow) -> Answer:
+    def call(self, row: Snapshot) -> Outcome[Answer]:
         gateway = self.ctx.gateways[row.gateway]
         with self._lock:
             self.counts["create" if row.creating else "poll"] += 1
@@ -86,94 +70,111 @@ class PaymentPolls:
                 merchant_reference=row.merchant_reference,
                 idempotency_key=row.idempotency_key,
             )
-            return gateway_calls.create(gateway, request)
-        return gateway_calls.fetch(gateway, row.gateway_payment_id)
+            answer = gateway_calls.create(gateway, request)
+        else:
+            answer = gateway_calls.fetch(gateway, row.gateway_payment_id)
+        return Outcome(answer, _signal(answer), gateway_calls.label(answer), _words(answer))
 
-    def signal(self, result: Answer) -> Signal:
-        if isinstance(result, AuthError):
-            log.error(
-                "gateway rejected our credentials; breaker opened",
-                extra={"error": str(result)},
+    def complete(
+        self, session: Session, done: Sequence[Done[Snapshot, Answer]], owner: str
+    ) -> list[bool]:
+        """Decide every ended row over its snapshot and store the batch (lease checked)."""
+        results: dict[int, bool] = {}
+        batch: list[tuple[int, Stored]] = []
+        for index, item in enumerate(done):
+            if item.outcome is not None and item.row.creating:
+                results[index] = self._store_creation(session, item, owner)
+                continue
+            change = apply(
+                item.row, self._event(item), self._policy(item.row), item.now, self.ctx.rand
             )
-            return Signal.TRIP
-        if isinstance(result, TransientError):
-            if result.response is None:
-                log.info("gateway call failed", extra={"error": str(result)})
-            return Signal.FAILURE
-        return Signal.SUCCESS
-
-    def label(self, result: Answer) -> str:
-        return gateway_calls.label(result)
-
-    def describe(self, result: Answer) -> str:
-        if isinstance(result, GatewayPayment):
-            return ""
-        return ("auth: " if isinstance(result, AuthError) else "") + gateway_calls.describe(result)
-
-    def store(self, session: Session, row: PollRow, result: Answer, now: datetime) -> None:
-        payment = repository.payment_for_update(session, row.id)
-        if payment is None:
-            return
-        sched = self.ctx.scheduling(payment.gateway)
-        if row.creating:
-            creation.store(session, payment, result, source=Source.POLL, now=now, sched=sched)
-            return
-        if isinstance(result, GatewayPayment):
-            apply_report(
-                session,
-                payment,
-                result.report(),
-                source=Source.POLL,
-                now=now,
-                sched=sched,
-                detail=dict(result.detail),
-                polled=True,
-                error=f"attempt failed: {result.attempt_error}" if result.attempt_error else None,
-            )
-            if now - payment.created_at < ORPHAN_RACE_WINDOW:
-                apply_orphans(session, payment, now=now, sched=sched)
-            return
-        event = gateway_calls.failure_event(result, hold_until=now)
-        if isinstance(event, NotKnown):
-            record_event(
-                session,
-                payment,
-                source=Source.POLL,
-                outcome=Outcome.ERROR,
-                from_status=Status(payment.status),
-                now=now,
-                detail={"error": "the gateway does not know this payment"},
-            )
-        decide_and_store(payment, event, sched=sched, now=now)
-
-    def hold(
-        self, session: Session, row: PollRow, until: datetime, why: str, now: datetime
-    ) -> None:
-        payment = repository.payment_for_update(session, row.id)
-        if payment is None:
-            return
-        words = GATEWAY_NOT_CONFIGURED if why == NOT_CALLABLE else why
-        decide_and_store(
-            payment,
-            Held(until=until, error=words),
-            sched=self.ctx.scheduling(payment.gateway),
-            now=now,
+            batch.append((index, Stored(change, owner)))
+        written = changes.store(session, [stored for _, stored in batch], notify=self.ctx.notify)
+        reliability.note_polls(
+            self.ctx, [s.change for (_, s), ok in zip(batch, written, strict=True) if ok]
         )
+        for (index, _), ok in zip(batch, written, strict=True):
+            results[index] = ok or self._again(session, done[index], owner)
+        return [results[index] for index in range(len(done))]
 
-    def lost(self, session: Session, row: PollRow, result: Answer, now: datetime) -> None:
-        if not isinstance(result, GatewayPayment):
+    def _event(self, item: Done[Snapshot, Answer]) -> Event:
+        if item.hold is not None:
+            why = GATEWAY_NOT_CONFIGURED if item.hold.why == NOT_CALLABLE else item.hold.why
+            return Held(until=item.hold.until, error=why)
+        assert item.outcome is not None
+        answer = item.outcome.result
+        if isinstance(answer, GatewayPayment):
+            return Reporting(
+                report=answer.report(),
+                source=Source.POLL,
+                polled=True,
+                detail=dict(answer.detail),
+                error=f"attempt failed: {answer.attempt_error}" if answer.attempt_error else None,
+            )
+        return gateway_calls.failure_event(answer, hold_until=item.now)
+
+    def _again(self, session: Session, item: Done[Snapshot, Answer], owner: str) -> bool:
+        """Decide once more over the row as it is now, if the lease is still ours."""
+        current = repository.lock_snapshot(session, item.row.id, owner=owner)
+        if current is None:
+            self._lost(session, item)
+            return False
+        change = apply(current, self._event(item), self._policy(current), item.now, self.ctx.rand)
+        stored = changes.store(session, [Stored(change, owner)], notify=self.ctx.notify)[0]
+        reliability.note_polls(self.ctx, [change] if stored else [])
+        return stored
+
+    def _lost(self, session: Session, item: Done[Snapshot, Answer]) -> None:
+        answer = item.outcome.result if item.outcome is not None else None
+        if not isinstance(answer, GatewayPayment):
             return
-        payment = repository.payment_for_update(session, row.id)
-        if payment is None:
+        status = repository.payment_status(session, item.row.id)
+        if status is None:
             return
-        record_event(
-            session,
-            payment,
+        lost = Entry(
             source=Source.POLL,
-            outcome=Outcome.LOST_LEASE,
-            from_status=Status(payment.status),
-            now=now,
-            gateway_status=result.gateway_status,
-            occurred_at=result.occurred_at,
+            outcome=ReportOutcome.LOST_LEASE,
+            from_status=status,
+            to_status=status,
+            recorded_at=item.now,
+            gateway_status=answer.gateway_status,
+            occurred_at=answer.occurred_at,
             detail={"reason": "answer arrived after the lease expired"},
         )
+        changes.append_entry(session, item.row.id, lost)
+
+    def _store_creation(self, session: Session, item: Done[Snapshot, Answer], owner: str) -> bool:
+        """Store a creation's answer (rare: once per payment) on the ORM row."""
+        if not repository.release_lease(session, self.queue, item.row.id, owner):
+            return False
+        payment = repository.payment_for_update(session, item.row.id)
+        if payment is not None and item.outcome is not None:
+            creation.store(
+                session,
+                payment,
+                item.outcome.result,
+                source=Source.POLL,
+                now=item.now,
+                sched=self.ctx.scheduling(payment.gateway),
+            )
+        return True
+
+    def _policy(self, row: Snapshot) -> PollPolicy:
+        return self.ctx.policy(row.gateway)
+
+
+def _signal(answer: Answer) -> Signal:
+    if isinstance(answer, AuthError):
+        log.error("gateway rejected our credentials; breaker opened", extra={"error": str(answer)})
+        return Signal.TRIP
+    if isinstance(answer, TransientError):
+        if answer.response is None:
+            log.info("gateway call failed", extra={"error": str(answer)})
+        return Signal.FAILURE
+    return Signal.SUCCESS
+
+
+def _words(answer: Answer) -> str:
+    if isinstance(answer, GatewayPayment):
+        return ""
+    return ("auth: " if isinstance(answer, AuthError) else "") + gateway_calls.describe(answer)

@@ -11,9 +11,11 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
-from reconciler.domain.status import Decision, Outcome, Report, Source, Status, decide
-from reconciler.domain.sync import KEEP, Keep, Reported, ReviewReason
-from reconciler.services.schedule import Scheduling, decide_and_store
+from reconciler.domain.payment import Reporting, apply
+from reconciler.domain.status import Decision, Outcome, Report, Source, Status
+from reconciler.domain.sync import KEEP, Keep
+from reconciler.services.changes import snapshot_of_row, write_to_row
+from reconciler.services.schedule import Scheduling
 
 log = logging.getLogger(__name__)
 
@@ -31,80 +33,24 @@ def apply_report(
     polled: bool = False,
     error: str | None | Keep = KEEP,
 ) -> Decision:
-    """Judge a report by the status rules, update the payment, and write its timeline row.
+    """Judge a report on an ORM row: the one decision (`domain.payment.apply`), kept on it.
 
-    The caller holds the payment's row lock and commits; the row and its event land in the
-    same transaction. What the report does to the polling schedule is the sync decision's
-    business (`domain.sync`): `polled` says it is a poll's answer (an attempt), `error`
-    what `sync.last_error` shows after it.
+    The caller holds the payment's row lock and commits; the row, its timeline row and its
+    notifications land in the same transaction. `polled` says it is a poll's answer (an
+    attempt), `error` what `sync.last_error` shows after it.
     """
-    before = Status(payment.status)
-    decision = decide(before, payment.gateway_status, payment.last_event_at, report)
-    if decision.moves:
-        payment.status = decision.status.value
-        payment.gateway_status = report.gateway_status
-        payment.status_source = source.value
-        payment.updated_at = now
-        if report.occurred_at is not None and (
-            payment.last_event_at is None or report.occurred_at > payment.last_event_at
-        ):
-            payment.last_event_at = report.occurred_at
-        if decision.status.terminal and (
-            payment.settled_at is None or decision.outcome is Outcome.LATE_SUCCESS
-        ):
-            payment.settled_at = now
-    review = _review(decision)
-    decide_and_store(
-        payment,
-        Reported(
-            source=source,
-            outcome=decision.outcome,
-            status=Status(payment.status),
-            review=review,
-            review_detail=decision.reason if review else None,
-            polled=polled,
-            error=error,
-        ),
-        sched=sched,
-        now=now,
-        status_before=before.value,
-    )
-    if decision.moves or decision.flag_review:
-        log.log(
-            logging.WARNING if decision.flag_review else logging.INFO,
-            "payment flagged for review" if decision.flag_review else "payment status reported",
-            extra={
-                "payment_id": payment.id,
-                "gateway": payment.gateway,
-                "source": source.value,
-                "outcome": decision.outcome.value,
-                "from_status": before.value,
-                "to_status": payment.status,
-                "gateway_status": report.gateway_status,
-                **({"reason": decision.reason} if decision.reason else {}),
-            },
-        )
-    record_event(
-        session,
-        payment,
+    event = Reporting(
+        report=report,
         source=source,
-        outcome=decision.outcome,
-        from_status=before,
-        gateway_status=report.gateway_status,
-        occurred_at=report.occurred_at,
-        now=now,
+        polled=polled,
+        error=error,
         gateway_event_id=gateway_event_id,
-        detail={**(detail or {}), **({"reason": decision.reason} if decision.reason else {})},
+        detail=detail or {},
     )
-    return decision
-
-
-def _review(decision: Decision) -> ReviewReason | None:
-    if not decision.flag_review:
-        return None
-    if decision.outcome is Outcome.LATE_SUCCESS:
-        return ReviewReason.LATE_SUCCESS
-    return ReviewReason.CONFLICTING_REPORTS
+    change = apply(snapshot_of_row(payment), event, sched.policy, now, sched.rand)
+    write_to_row(session, payment, change, notify=sched.notify)
+    assert change.decision is not None
+    return change.decision
 
 
 def record_event(

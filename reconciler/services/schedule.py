@@ -1,31 +1,23 @@
-"""Store the sync decision on a payment row: the only code that writes the sync columns.
+"""Run a sync event through the one decision and keep it on an ORM row.
 
-`tests/unit/test_sync_writers.py` fails when any other module assigns them.
+The decision is `domain.payment.apply`; its writers are `services.changes` (Core, the
+hot paths) and, for the few paths that hold an ORM row, `decide_and_store` here.
+`tests/unit/test_sync_writers.py` fails when any other module assigns the sync columns.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import object_session
 
-from reconciler.adapters import wakeups
 from reconciler.adapters.models import Payment
+from reconciler.domain.delivery import DeliveryPolicy
+from reconciler.domain.payment import Event, apply
 from reconciler.domain.policy import PollPolicy, Random
-from reconciler.domain.status import Status, SyncState
-from reconciler.domain.sync import (
-    ReviewReason,
-    SyncDecision,
-    SyncEvent,
-    SyncFields,
-    decide_sync,
-    initial_fields,
-)
-
-log = logging.getLogger(__name__)
+from reconciler.domain.sync import SyncDecision, SyncEvent, decide_sync, initial_fields
+from reconciler.services.changes import snapshot_of_row, write_to_row
 
 SYNC_COLUMNS = (
     "sync_state",
@@ -41,94 +33,19 @@ SYNC_COLUMNS = (
 )
 
 
-def sync_fields(payment: Payment) -> SyncFields:
-    """Read a payment's sync columns for the decision."""
-    return SyncFields(
-        state=SyncState(payment.sync_state),
-        status=Status(payment.status),
-        attempts=payment.poll_attempts or 0,
-        next_poll_at=payment.next_poll_at,
-        last_polled_at=payment.last_polled_at,
-        last_delay_s=payment.last_delay_s,
-        give_up_at=payment.give_up_at,
-        created_at=payment.created_at,
-        review=ReviewReason(payment.review_code) if payment.review_code else None,
-        review_detail=payment.review_reason,
-        last_error=payment.last_error,
-        failures=payment.poll_failures or 0,
-    )
-
-
-class Outbox(Protocol):
-    """Records the merchant notifications a change produces (see services.notifications)."""
-
-    def record_change(
-        self,
-        session: Session,
-        payment: Payment,
-        *,
-        status_before: str,
-        sync_before: str,
-        now: datetime,
-    ) -> None: ...
-
-
 @dataclass(frozen=True)
 class Scheduling:
-    """What storing a sync decision needs besides the row and the event."""
+    """What deciding and storing a change needs besides the row and the event."""
 
     policy: PollPolicy  # the payment's gateway's
     rand: Random
-    outbox: Outbox | None = None  # None: nobody is told (tools, some tests)
+    notify: DeliveryPolicy | None = None  # None: nobody is told (tools, some tests)
 
 
 def new_sync(event: SyncEvent, *, sched: Scheduling, now: datetime) -> dict[str, object]:
     """Decide a new payment's sync columns, as keyword arguments for its row."""
     fields = initial_fields(sched.policy, created_at=now)
-    return _columns(decide_sync(fields, event, sched.policy, now, sched.rand))
-
-
-def decide_and_store(
-    payment: Payment,
-    event: SyncEvent,
-    *,
-    sched: Scheduling,
-    now: datetime,
-    status_before: str | None = None,
-) -> SyncDecision:
-    """Decide what `event` does to the payment's schedule, store it, and tell the outbox.
-
-    `status_before` is the status before the report that led here (when one did), so a
-    status change and a move to `needs_review`/`gave_up` each record their event in this
-    same transaction.
-    """
-    decision = decide_sync(sync_fields(payment), event, sched.policy, now, sched.rand)
-    before = payment.sync_state
-    for column, value in _columns(decision).items():
-        setattr(payment, column, value)
-    if decision.polled_at is not None:
-        payment.last_polled_at = decision.polled_at
-    session = object_session(payment)
-    if session is not None:
-        wakeups.note_due(session, decision.next_poll_at)
-        if sched.outbox is not None:
-            sched.outbox.record_change(
-                session,
-                payment,
-                status_before=status_before or payment.status,
-                sync_before=before,
-                now=now,
-            )
-    if decision.state != before:
-        payment.updated_at = now
-        if decision.gave_up:
-            log.warning(
-                "gave up polling", extra={"payment_id": payment.id, "gateway": payment.gateway}
-            )
-    return decision
-
-
-def _columns(decision: SyncDecision) -> dict[str, object]:
+    decision = decide_sync(fields, event, sched.policy, now, sched.rand)
     return {
         "sync_state": decision.state.value,
         "next_poll_at": decision.next_poll_at,
@@ -140,3 +57,14 @@ def _columns(decision: SyncDecision) -> dict[str, object]:
         "last_error": decision.last_error,
         "poll_failures": decision.failures,
     }
+
+
+def decide_and_store(
+    payment: Payment, event: Event, *, sched: Scheduling, now: datetime
+) -> SyncDecision:
+    """Decide what `event` does to the payment and keep it on the row (with its rows)."""
+    change = apply(snapshot_of_row(payment), event, sched.policy, now, sched.rand)
+    session = object_session(payment)
+    assert session is not None, "the payment must belong to a session"
+    write_to_row(session, payment, change, notify=sched.notify)
+    return change.sync

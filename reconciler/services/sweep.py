@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 IDLE_CHECK_S = 30.0
 # How often an idle sweeper still says it is alive (for /readyz).
 HEARTBEAT_S = 10.0
+# A busy sweeper says so at most this often: a heartbeat is a commit, not part of the work.
+BUSY_HEARTBEAT_S = 5.0
 # How often the breakers of deleted endpoints are dropped from memory (and so metrics).
 PRUNE_BREAKERS_S = 60.0
 
@@ -76,6 +78,7 @@ class Sweeper:
             config=engine_config(ctx),
             clock=ctx.clock,
             rand=ctx.rand,
+            writer=ctx.writer,
         )
         for gateway in ctx.gateways:
             self.engine.breaker(self.polls.name, gateway)
@@ -113,7 +116,7 @@ class Sweeper:
             before = self.polls.counts.copy()
             tick = self.engine.run_once(now)
             report = self._report(tick, before)
-            self._finish(report, now)
+            self._finish(report, now, beat=True)
             return report
 
     def listen(self, on_wake: Callable[[datetime], None]) -> None:
@@ -135,6 +138,7 @@ class Sweeper:
         """Hear that a row is due at `at`: wake then if that is sooner than planned."""
         with self._plan_lock:
             self._heard = at if self._heard is None else min(self._heard, at)
+            self._due_kinds.add("")  # of a kind not known here: the next tick claims them all
             # An earliest time already past promises no wake: its rows are claimed, or
             # wait for a slot, and nothing may be planned until a call finishes.
             stale = self._earliest is not None and self._earliest <= self.ctx.clock()
@@ -155,10 +159,13 @@ class Sweeper:
         now = self.ctx.clock()
         if not self._worth_a_look(now):
             if self._beat_at is None or now - self._beat_at >= timedelta(seconds=HEARTBEAT_S):
-                self._finish(SweepReport(), now)
+                self._finish(SweepReport(), now, beat=True)
             return
         before = self.polls.counts.copy()
-        tick, futures = self.engine.tick()
+        with self._plan_lock:
+            # Only the kinds with rows due: an idle kind costs no claim statement.
+            due = None if not self._due_kinds or "" in self._due_kinds else set(self._due_kinds)
+        tick, futures = self.engine.tick(kinds=due)
         self._replan(now, claimed_nothing=tick.claimed == 0)
         if not futures:
             self._finish(self._report(tick, before), None)
@@ -248,32 +255,22 @@ class Sweeper:
             duration_s=tick.duration_s,
         )
 
-    def prune_breakers(self) -> None:
-        """Forget the breakers of endpoints deleted since they were made."""
-
-        def live(endpoint_ids: Collection[str]) -> Collection[str]:
-            with self.ctx.read() as session:
-                return repository.live_endpoint_ids(session, sorted(endpoint_ids))
-
-        self.engine.forget(self.deliveries.name, live)
-
-    def _finish(self, report: SweepReport, now: datetime | None) -> None:
-        self._beat_at = now or self.ctx.clock()
-        if self._pruned_at is None or self._beat_at - self._pruned_at >= timedelta(
-            seconds=PRUNE_BREAKERS_S
-        ):
-            self._pruned_at = self._beat_at
+    def _finish(self, report: SweepReport, now: datetime | None, *, beat: bool = False) -> None:
+        at = now or self.ctx.clock()
+        if self._pruned_at is None or at - self._pruned_at >= timedelta(seconds=PRUNE_BREAKERS_S):
+            self._pruned_at = at
             try:
                 self.prune_breakers()
             except Exception:
                 log.exception("could not prune the endpoints' breakers")
-        try:
-            with self.ctx.sessions.begin() as session:
-                repository.record_heartbeat(
-                    session, self.owner, now or self.ctx.clock(), report.claimed
-                )
-        except Exception:
-            log.exception("could not record the sweep heartbeat")
+        last = self._beat_at
+        if beat or last is None or at - last >= timedelta(seconds=BUSY_HEARTBEAT_S):
+            self._beat_at = at
+            try:
+                with self.ctx.sessions.begin() as session:
+                    repository.record_heartbeat(session, self.owner, at, report.claimed)
+            except Exception:
+                log.exception("could not record the sweep heartbeat")
         if self.observer is not None:
             self.observer(report)
         if report.claimed:
@@ -287,6 +284,15 @@ class Sweeper:
                     "duration_s": round(report.duration_s, 3),
                 },
             )
+
+    def prune_breakers(self) -> None:
+        """Forget the breakers of endpoints deleted since they were made."""
+
+        def live(endpoint_ids: Collection[str]) -> Collection[str]:
+            with self.ctx.read() as session:
+                return repository.live_endpoint_ids(session, sorted(endpoint_ids))
+
+        self.engine.forget(self.deliveries.name, live)
 
 
 def _by_last_part(outcomes: dict[str, int], prefix: str) -> dict[str, int]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import (
@@ -16,11 +19,14 @@ from reconciler.adapters.gateways.base import (
     WebhookEvent,
 )
 from reconciler.adapters.gateways.http import case_insensitive
+from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
-from reconciler.domain.status import Outcome, Source, Status
+from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
+from reconciler.domain.status import Outcome, Source
+from reconciler.domain.sync import KEEP
+from reconciler.services import changes, reliability
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, SignatureRejected, WebhookUnreadable
-from reconciler.services.reports import apply_webhook, record_event
 
 log = logging.getLogger(__name__)
 
@@ -55,63 +61,140 @@ def ingest_webhook(ctx: Context, gateway_name: str, headers: Headers, body: byte
     try:
         event = gateway.parse_webhook(case_insensitive(headers), body, now)
     except InvalidSignature as exc:
+        reliability.note_bad_signature(ctx, gateway_name, now)
         raise SignatureRejected(str(exc) or "signature verification failed") from None
     except MalformedWebhook as exc:
         raise WebhookUnreadable(str(exc) or "the webhook cannot be read") from None
     if not 0 < len(event.event_id) <= 200 or len(event.gateway_payment_id or "") > 200:
         raise WebhookUnreadable("event or payment id longer than 200 characters")
-    sched = ctx.scheduling(gateway_name)
+    ingest = _Ingest(gateway_name, event, body, now, ctx)
+    if ctx.writer is not None:  # group commit: the answer waits for the commit holding it
+        return ctx.writer.run(INGEST, ingest)
     with ctx.sessions.begin() as session:
-        entry_id = repository.insert_inbox(session, _inbox_row(gateway_name, event, body, now))
-        payment = (
-            repository.payment_by_gateway_id(
-                session, gateway_name, event.gateway_payment_id, for_update=True
-            )
-            if event.gateway_payment_id
-            else None
+        return ingest.store(session)
+
+
+@dataclass(frozen=True)
+class _Ingest:
+    """One verified webhook to store and apply in the caller's transaction."""
+
+    gateway: str
+    event: WebhookEvent
+    body: bytes
+    now: datetime
+    ctx: Context
+
+    def store(self, session: Session) -> Ingested:
+        gateway_name, event, body, now, ctx = (
+            self.gateway,
+            self.event,
+            self.body,
+            self.now,
+            self.ctx,
+        )
+        policy = ctx.policy(gateway_name)
+        payment = _locked_payment(session, gateway_name, event.gateway_payment_id)
+        if payment is None and event.report is not None and event.gateway_payment_id:
+            # Its registration may be committing right now: wait for it, then look again.
+            repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
+            payment = _locked_payment(session, gateway_name, event.gateway_payment_id)
+        change = None
+        if payment is not None and event.report is not None:
+            change = apply(payment, _reporting(event), policy, now, ctx.rand)
+        # The raw body is stored first in the answer's order of things: a replay (by event
+        # id or by body hash) inserts nothing, and then nothing is applied.
+        entry_id = repository.insert_inbox(
+            session, _inbox_row(gateway_name, event, body, now, payment, change)
         )
         if entry_id is None:
+            reliability.note_duplicate(ctx, gateway_name, event, now)
             if payment is not None:
-                record_event(
-                    session,
-                    payment,
-                    source=Source.WEBHOOK,
-                    outcome=Outcome.DUPLICATE,
-                    from_status=Status(payment.status),
-                    now=now,
-                    gateway_status=event.report.gateway_status if event.report else None,
-                    gateway_event_id=event.event_id,
-                    detail={"event_type": event.event_type},
-                )
+                changes.append_entry(session, payment.id, _duplicate(payment, event, now))
             return Ingested(
                 WebhookResult.DUPLICATE, event.event_id, payment.id if payment else None
             )
         if event.report is None:
+            reliability.note_webhook(ctx, gateway_name, event, now)
             return Ingested(WebhookResult.IGNORED, event.event_id)
-        if payment is None:
+        if payment is None or change is None or change.decision is None:
             log.info(
                 "webhook for a payment not registered yet",
                 extra={"gateway": gateway_name, "gateway_payment_id": event.gateway_payment_id},
             )
+            reliability.note_webhook(ctx, gateway_name, event, now)
             return Ingested(WebhookResult.ORPHAN, event.event_id)
-        decision = apply_webhook(
-            session,
-            payment,
-            event.report,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            detail=event.detail,
-            now=now,
-            sched=sched,
-        )
-        repository.mark_inbox_applied(
-            session, entry_id, payment_id=payment.id, outcome=decision.outcome.value, now=now
-        )
-        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, decision.outcome.value)
+        changes.store(session, [Stored(change)], notify=ctx.notify)
+        reliability.note_webhook(ctx, gateway_name, event, now, payment, change)
+        outcome = change.decision.outcome.value
+        return Ingested(WebhookResult.APPLIED, event.event_id, payment.id, outcome)
 
 
-def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) -> dict[str, object]:
+class _Ingests:
+    """Webhooks as a group-commit batch: each stored in turn, all in one transaction."""
+
+    name = "webhooks"
+
+    def write(self, session: Session, items: Sequence[_Ingest]) -> list[Ingested]:
+        # In gateway payment order: batches that share payments lock them in one order.
+        order = sorted(range(len(items)), key=lambda i: items[i].event.gateway_payment_id or "")
+        stored = {index: items[index].store(session) for index in order}
+        return [stored[index] for index in range(len(items))]
+
+
+INGEST = _Ingests()
+
+
+def _locked_payment(
+    session: Session, gateway: str, gateway_payment_id: str | None
+) -> Snapshot | None:
+    if not gateway_payment_id:
+        return None
+    return repository.lock_snapshot_by_gateway_id(session, gateway, gateway_payment_id)
+
+
+def _reporting(event: WebhookEvent) -> Reporting:
+    """A webhook's report; one that says why the customer's attempt failed shows it."""
+    assert event.report is not None
+    detail = dict(event.detail or {})
+    attempt_error = detail.get("attempt_error")
+    return Reporting(
+        report=event.report,
+        source=Source.WEBHOOK,
+        gateway_event_id=event.event_id,
+        detail={**detail, "event_type": event.event_type},
+        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
+    )
+
+
+def _duplicate(payment: Snapshot, event: WebhookEvent, now: datetime) -> Entry:
+    return Entry(
+        source=Source.WEBHOOK,
+        outcome=Outcome.DUPLICATE,
+        from_status=payment.status,
+        to_status=payment.status,
+        recorded_at=now,
+        gateway_status=event.report.gateway_status if event.report else None,
+        gateway_event_id=event.event_id,
+        detail={"event_type": event.event_type},
+    )
+
+
+def _inbox_row(
+    gateway: str,
+    event: WebhookEvent,
+    body: bytes,
+    now: datetime,
+    payment: Snapshot | None,
+    change: Change | None,
+) -> dict[str, object]:
     report = event.report
+    applied = payment is not None and change is not None and change.decision is not None
+    if report is None:
+        outcome = "ignored"  # an event that says nothing about a status: done once stored
+    elif applied and change is not None and change.decision is not None:
+        outcome = change.decision.outcome.value
+    else:
+        outcome = "orphan"
     return {
         "gateway": gateway,
         "gateway_event_id": event.event_id,
@@ -124,8 +207,7 @@ def _inbox_row(gateway: str, event: WebhookEvent, body: bytes, now: datetime) ->
         "occurred_at": report.occurred_at if report else None,
         "detail": dict(event.detail) or None,
         "received_at": now,
-        # An event that says nothing about a status is done with once it is stored.
-        "processed_at": now if report is None else None,
-        "outcome": "ignored" if report is None else "orphan",
-        "payment_id": None,
+        "processed_at": None if outcome == "orphan" else now,
+        "outcome": outcome,
+        "payment_id": payment.id if applied and payment is not None else None,
     }

@@ -111,6 +111,19 @@ _SECRET = spec("simulator_webhook_secret")
     "--webhook-delay-max", type=float, default=_D.webhook_delay_max_s, help="max delay, s"
 )
 @click.option(
+    "--webhook-delay-median",
+    type=float,
+    default=None,
+    help="log-normal webhook delays with this median, s (clipped to --webhook-delay-max if set)"
+    "  [default: none: uniform up to --webhook-delay-max]",
+)
+@click.option(
+    "--webhook-delay-sigma",
+    type=float,
+    default=_D.webhook_delay_sigma,
+    help="sigma of the log of the webhook delay (with --webhook-delay-median)",
+)
+@click.option(
     "--webhook-attempts", type=int, default=_D.webhook_max_attempts, help="delivery attempts"
 )
 @click.option("--no-webhooks", is_flag=True, help="send no webhooks at all")
@@ -156,6 +169,8 @@ def config_from_options(options: dict[str, Any], settings: Settings) -> SimConfi
         p_webhook_duplicate=options["webhook_duplicate"],
         p_webhook_reorder=options["webhook_reorder"],
         webhook_delay_max_s=options["webhook_delay_max"],
+        webhook_delay_median_s=options["webhook_delay_median"],
+        webhook_delay_sigma=options["webhook_delay_sigma"],
         webhook_max_attempts=options["webhook_attempts"],
     )
 

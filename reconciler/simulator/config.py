@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,11 @@ class SimConfig:
     p_webhook_duplicate: float = 0.0
     p_webhook_reorder: float = 0.0
     webhook_delay_max_s: float = 0.0
+    # When set, a webhook's delay is log-normal with this median (and `webhook_delay_sigma`,
+    # the sigma of its logarithm), clipped to webhook_delay_max_s when that is set; else it
+    # is uniform in 0..webhook_delay_max_s.
+    webhook_delay_median_s: float | None = None
+    webhook_delay_sigma: float = 1.0
     webhook_max_attempts: int = 5
     webhook_retry_base_s: float = 1.0
     webhook_timeout_s: float = 5.0
@@ -76,8 +82,12 @@ class SimConfig:
                 raise ValueError(f"need 0 <= {low} <= {high}, got {lo}..{hi}")
         if self.settle_median_s is not None and not self.settle_median_s > 0:
             raise ValueError(f"settle_median_s must be positive, got {self.settle_median_s}")
-        if self.settle_sigma < 0:
-            raise ValueError(f"settle_sigma must not be negative, got {self.settle_sigma}")
+        if self.settle_sigma < 0 or self.webhook_delay_sigma < 0:
+            raise ValueError("settle_sigma and webhook_delay_sigma must not be negative")
+        if self.webhook_delay_median_s is not None and not self.webhook_delay_median_s > 0:
+            raise ValueError(
+                f"webhook_delay_median_s must be positive, got {self.webhook_delay_median_s}"
+            )
         if min(self.hang_s, self.webhook_delay_max_s, self.retry_after_s) < 0:
             raise ValueError("durations must not be negative")
         if self.webhook_max_attempts < 1:
@@ -89,6 +99,13 @@ class SimConfig:
         for start, duration in self.outages:
             if start < 0 or duration <= 0:
                 raise ValueError("an outage needs start >= 0 and duration > 0")
+
+    def webhook_delay(self, rng: random.Random) -> float:
+        """Draw one webhook's delay, in simulator seconds."""
+        if self.webhook_delay_median_s is None:
+            return rng.uniform(0.0, self.webhook_delay_max_s)
+        delay = rng.lognormvariate(math.log(self.webhook_delay_median_s), self.webhook_delay_sigma)
+        return min(delay, self.webhook_delay_max_s) if self.webhook_delay_max_s > 0 else delay
 
     @property
     def sends_webhooks(self) -> bool:

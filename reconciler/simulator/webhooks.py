@@ -90,7 +90,7 @@ class Dispatcher:
             rng = self._state.rng
             draws = [
                 (
-                    rng.uniform(0.0, cfg.webhook_delay_max_s),
+                    cfg.webhook_delay(rng),
                     rng.random() < cfg.p_webhook_loss,
                     rng.random() < cfg.p_webhook_duplicate,
                     rng.random() < cfg.p_webhook_reorder,

@@ -91,6 +91,7 @@ def test_an_operator_resolves_a_conflict_flagged_for_review(
         f"/v1/payments/{pid}/events", headers={"Authorization": f"Bearer {key}"}
     ).json["data"]
     assert [(e["source"], e["outcome"]) for e in timeline] == [
+        ("api", "registered"),
         ("admin", "applied"),
         ("admin", "conflict"),
         ("admin", "resolved"),

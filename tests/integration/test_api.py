@@ -230,7 +230,10 @@ def test_creating_at_the_gateway_without_an_id(
     assert payment["gateway_payment_id"].startswith("sim_pay_")
     assert payment["gateway_payment_id"] in simulator.truth()["payments"]
     events = client.get(f"/v1/payments/{payment['id']}/events", headers=merchant.headers).json
-    assert [e["source"] for e in events["data"]] == ["api"]
+    assert [(e["source"], e["outcome"]) for e in events["data"]] == [
+        ("api", "registered"),
+        ("api", "applied"),
+    ]
 
 
 def test_refresh_is_202_and_makes_the_payment_due_now(

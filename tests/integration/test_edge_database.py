@@ -20,7 +20,8 @@ from sqlalchemy import make_url, text
 from support.clock import FakeClock
 from support.edge import TRACKED, edge_app, edge_context, post, signed
 
-from reconciler.adapters.db import make_engine, sqlite_path
+from reconciler.adapters import db
+from reconciler.adapters.db import TROUBLE, make_engine, sqlite_path
 from reconciler.adapters.models import WebhookInbox
 from reconciler.bootstrap import Context
 
@@ -166,3 +167,43 @@ def test_a_new_sqlite_database_and_its_wal_are_readable_by_the_owner_only(
         os.umask(old)
     assert modes and set(modes.values()) == {0o600}, modes
     assert "reconciler.db-wal" in modes
+
+
+def backend_pids(engine: Any) -> set[int]:
+    with engine.connect() as conn:
+        return {conn.execute(text("SELECT pg_backend_pid()")).scalar_one()}
+
+
+def kill_backends(pg_server: Any, pids: set[int]) -> None:
+    admin(pg_server, *(f"SELECT pg_terminate_backend({pid})" for pid in pids))
+
+
+@pytest.mark.postgres
+def test_a_recently_used_connection_is_not_pinged_so_its_death_is_a_retryable_error(
+    pg_server: Any, pg_url: str
+) -> None:
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        kill_backends(pg_server, backend_pids(engine))
+        # No round trip at check-out: the first use meets the dead connection ...
+        with pytest.raises(TROUBLE), engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        # ... which invalidates the pool, so the retry gets a fresh one.
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_idle_past_the_limit_is_pinged_and_replaced_when_dead(
+    pg_server: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(pg_url, pool_size=1)
+    try:
+        old = backend_pids(engine)
+        kill_backends(pg_server, old)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+        assert backend_pids(engine).isdisjoint(old)
+    finally:
+        engine.dispose()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from support.app import MerchantAuth
 from support.clock import FakeClock
 
-from reconciler.bootstrap import Context
+from reconciler.bootstrap import Context, bootstrap
+from reconciler.services import key_cache
 from reconciler.services.errors import NotFound, ValidationFailed
 from reconciler.services.merchants import (
     ROTATION_GRACE,
+    authenticate,
     create_merchant,
     list_merchants,
     rotate_key,
@@ -82,3 +87,85 @@ def test_merchants_are_listed_oldest_first(ctx: Context, clock: FakeClock) -> No
     create_merchant(ctx, "globex")
 
     assert [m.name for m in list_merchants(ctx)] == ["acme", "globex"]
+
+
+def statements(ctx: Context) -> list[str]:
+    """Record every query of the merchants table `ctx` sends from now on."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM merchants" in statement:
+            seen.append(statement)
+
+    event.listen(ctx.engine, "before_cursor_execute", record)
+    return seen
+
+
+@pytest.fixture
+def other_process(ctx: Context, clock: FakeClock) -> Iterator[Context]:
+    """A second context on the same database, as `reconciler merchant rotate-key` has."""
+    other = bootstrap(ctx.settings, gateways={}, clock=clock)
+    yield other
+    other.close()
+
+
+def test_an_accepted_key_is_not_looked_up_again_within_the_ttl(
+    ctx: Context, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    assert authenticate(ctx, merchant.api_key) is not None
+    seen = statements(ctx)
+
+    clock.advance(key_cache.TTL.total_seconds() - 0.5)
+    assert authenticate(ctx, merchant.api_key) is not None
+    assert seen == []
+    clock.advance(0.5)
+    assert authenticate(ctx, merchant.api_key) is not None
+    assert len(seen) == 1
+
+
+def test_an_unknown_key_is_looked_up_every_time_so_a_new_key_works_at_once(
+    ctx: Context, merchant: MerchantAuth, other_process: Context
+) -> None:
+    assert authenticate(ctx, "rk_not-a-key") is None
+    seen = statements(ctx)
+    assert authenticate(ctx, "rk_not-a-key") is None
+    assert len(seen) == 1
+
+    _, new_key = rotate_key(other_process, "acme")
+    assert authenticate(ctx, new_key) is not None
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_the_ttl_passes(
+    client: FlaskClient, merchant: MerchantAuth, other_process: Context, clock: FakeClock
+) -> None:
+    assert status_with(client, merchant.api_key) == 200
+    rotate_key(other_process, "acme", grace=timedelta(0))
+
+    # Still cached here: this process did not see the revocation.
+    assert status_with(client, merchant.api_key) == 200
+    clock.advance(key_cache.TTL.total_seconds())
+    assert status_with(client, merchant.api_key) == 401
+
+
+def test_a_grace_period_ends_to_the_instant_even_when_the_old_key_is_cached(
+    client: FlaskClient, merchant: MerchantAuth, other_process: Context, clock: FakeClock
+) -> None:
+    grace = timedelta(seconds=1)
+    rotate_key(other_process, "acme", grace=grace)
+    clock.advance(0.5)
+    assert status_with(client, merchant.api_key) == 200  # cached until the grace ends
+
+    clock.advance(0.5)
+    assert status_with(client, merchant.api_key) == 401
+
+
+def test_a_lookup_that_raced_a_rotation_does_not_cache_its_stale_answer(
+    ctx: Context, merchant: MerchantAuth, clock: FakeClock
+) -> None:
+    found = authenticate(ctx, merchant.api_key)
+    assert found is not None
+    ctx.keys.clear()
+    before = ctx.keys.generation - 1  # a lookup that read the row before that clear
+
+    ctx.keys.put("some-hash", found, clock(), before)
+    assert ctx.keys.get("some-hash", clock()) is None

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import requests
 from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
@@ -23,6 +22,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
 )
 from reconciler.adapters.gateways.razorpay import RazorpayGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
@@ -40,14 +40,14 @@ def fake() -> Iterator[RazorpayFake]:
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
+def http() -> Iterator[HttpClient]:
+    with HttpClient() as session:
         yield session
 
 
 def make_gateway(
     fake: RazorpayFake,
-    http: requests.Session,
+    http: HttpClient,
     *,
     key_secret: str = KEY_SECRET,
     read_timeout: float = 5.0,
@@ -65,7 +65,7 @@ def make_gateway(
 
 
 @pytest.fixture
-def gateway(fake: RazorpayFake, http: requests.Session) -> RazorpayGateway:
+def gateway(fake: RazorpayFake, http: HttpClient) -> RazorpayGateway:
     return make_gateway(fake, http)
 
 
@@ -134,7 +134,7 @@ def test_create_retried_with_the_same_key_reuses_the_order(
 
 
 def test_create_after_a_lost_answer_finds_the_order_the_first_attempt_made(
-    fake: RazorpayFake, http: requests.Session
+    fake: RazorpayFake, http: HttpClient
 ) -> None:
     slow = make_gateway(fake, http, read_timeout=0.2)
     fake.delay_s, fake.delay_only = 0.5, ("POST", "/v1/orders")
@@ -188,7 +188,7 @@ def test_a_paid_order_reads_as_succeeded(fake: RazorpayFake, gateway: RazorpayGa
     assert payment.detail["amount_paid"] == 49900
 
 
-def test_a_wrong_key_secret_is_an_auth_error(fake: RazorpayFake, http: requests.Session) -> None:
+def test_a_wrong_key_secret_is_an_auth_error(fake: RazorpayFake, http: HttpClient) -> None:
     gateway = make_gateway(fake, http, key_secret="wrong")
     payment_id = fake.add_payment()["id"]
     with pytest.raises(AuthError):
@@ -231,7 +231,7 @@ def test_a_server_error_while_looking_for_the_order_creates_nothing(
 
 
 def test_an_answer_slower_than_the_read_timeout_is_transient(
-    fake: RazorpayFake, http: requests.Session
+    fake: RazorpayFake, http: HttpClient
 ) -> None:
     gateway = make_gateway(fake, http, read_timeout=0.2)
     payment_id = fake.add_payment()["id"]

@@ -17,6 +17,7 @@ from support.simulator import Simulator, run_simulator
 
 from reconciler.adapters.gateways.base import CreateRequest, TransientError
 from reconciler.adapters.gateways.simulator import SimulatorGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
 
@@ -41,14 +42,14 @@ def sim_now(sim: Simulator) -> datetime:
     return datetime.fromisoformat(sim.clock()["now"])
 
 
-def adapter(sim: Simulator, session: requests.Session) -> SimulatorGateway:
+def adapter(sim: Simulator, session: HttpClient) -> SimulatorGateway:
     config = GatewayConfig("simulator", api_base=sim.url, webhook_secrets=(SECRET,))
     return SimulatorGateway(config, session=session, timeout=(1, 2), create_timeout=(1, 2))
 
 
 @pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as session:
+def session() -> Iterator[HttpClient]:
+    with HttpClient() as session:
         yield session
 
 
@@ -165,7 +166,7 @@ def test_the_api_key_is_required_when_configured() -> None:
         assert response.status_code == 201
 
 
-def test_advancing_the_clock_settles_a_payment(session: requests.Session) -> None:
+def test_advancing_the_clock_settles_a_payment(session: HttpClient) -> None:
     with run_simulator(seed=1) as sim:
         payment = sim.create(final_status="failed", settle_after_s=60, requires_action=False)
         gateway = adapter(sim, session)
@@ -185,7 +186,7 @@ def test_advancing_the_clock_settles_a_payment(session: requests.Session) -> Non
         assert polled.occurred_at == datetime.fromisoformat(truth["final_at"])
 
 
-def test_a_payment_can_pass_through_requires_action(session: requests.Session) -> None:
+def test_a_payment_can_pass_through_requires_action(session: HttpClient) -> None:
     with run_simulator(seed=1) as sim:
         payment = sim.create(final_status="succeeded", settle_after_s=100, requires_action=True)
         sim.advance(81)  # the action step falls between 20 % and 80 % of the settle time
@@ -196,7 +197,7 @@ def test_a_payment_can_pass_through_requires_action(session: requests.Session) -
 
 
 def test_the_adapter_creates_through_the_simulator_idempotently(
-    session: requests.Session,
+    session: HttpClient,
 ) -> None:
     with run_simulator(seed=1) as sim:
         gateway = adapter(sim, session)
@@ -221,7 +222,7 @@ def test_5xx_faults_are_answered_and_logged() -> None:
         assert set(answers) == codes
 
 
-def test_429_carries_retry_after_and_the_adapter_reads_it(session: requests.Session) -> None:
+def test_429_carries_retry_after_and_the_adapter_reads_it(session: HttpClient) -> None:
     with run_simulator(seed=1, p_429=1.0, retry_after=7) as sim:
         payment = sim.create()
         response = fetch(sim, payment["id"])
@@ -301,7 +302,7 @@ def test_runtime_faults_reject_unknown_fields() -> None:
 # -- webhooks ---------------------------------------------------------------------------------
 
 
-def test_each_transition_is_delivered_signed(receiver: Receiver, session: requests.Session) -> None:
+def test_each_transition_is_delivered_signed(receiver: Receiver, session: HttpClient) -> None:
     with webhook_sim(receiver) as sim:
         payment = sim.create(final_status="succeeded", settle_after_s=5, requires_action=True)
         sim.advance(6)

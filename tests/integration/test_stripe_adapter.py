@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import requests
 from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
@@ -23,6 +22,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
 )
 from reconciler.adapters.gateways.stripe import StripeGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
@@ -40,14 +40,14 @@ def fake() -> Iterator[StripeFake]:
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
+def http() -> Iterator[HttpClient]:
+    with HttpClient() as session:
         yield session
 
 
 def make_gateway(
     fake: StripeFake,
-    http: requests.Session,
+    http: HttpClient,
     *,
     key: str = SECRET_KEY,
     read_timeout: float = 5.0,
@@ -61,7 +61,7 @@ def make_gateway(
 
 
 @pytest.fixture
-def gateway(fake: StripeFake, http: requests.Session) -> StripeGateway:
+def gateway(fake: StripeFake, http: HttpClient) -> StripeGateway:
     return make_gateway(fake, http)
 
 
@@ -142,7 +142,7 @@ def test_create_reusing_a_key_with_other_parameters_is_rejected(
         gateway.create_payment(order(reference="order-2"))
 
 
-def test_a_wrong_secret_key_is_an_auth_error(fake: StripeFake, http: requests.Session) -> None:
+def test_a_wrong_secret_key_is_an_auth_error(fake: StripeFake, http: HttpClient) -> None:
     gateway = make_gateway(fake, http, key="sk_test_wrong")
     intent = fake.add_intent()
     with pytest.raises(AuthError, match="Invalid API Key"):
@@ -197,7 +197,7 @@ def test_a_400_without_advice_is_a_rejection(fake: StripeFake, gateway: StripeGa
 
 
 def test_an_answer_slower_than_the_read_timeout_is_transient(
-    fake: StripeFake, http: requests.Session
+    fake: StripeFake, http: HttpClient
 ) -> None:
     gateway = make_gateway(fake, http, read_timeout=0.2)
     intent = fake.add_intent()
@@ -206,7 +206,7 @@ def test_an_answer_slower_than_the_read_timeout_is_transient(
         gateway.fetch_payment(intent["id"])
 
 
-def test_a_refused_connection_is_transient(http: requests.Session) -> None:
+def test_a_refused_connection_is_transient(http: HttpClient) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

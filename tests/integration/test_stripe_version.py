@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import requests
 from support.fakes.stripe_server import SECRET_KEY, StripeFake
 from werkzeug.wrappers import Request, Response
 
 from reconciler.adapters.gateways.base import CreateRequest
 from reconciler.adapters.gateways.stripe import StripeGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import STRIPE_API_VERSION, Settings
 
 
@@ -49,7 +49,7 @@ def test_creates_and_polls_send_the_configured_stripe_version(
     settings = Settings.from_env(
         {**env, "RECONCILER_STRIPE_API_BASE": fake.url, "RECONCILER_STRIPE_API_KEY": SECRET_KEY}
     )
-    with requests.Session() as http:
+    with HttpClient() as http:
         gateway = StripeGateway(
             settings.gateway("stripe"), session=http, timeout=(2, 5), create_timeout=(2, 5)
         )

@@ -114,7 +114,7 @@ def test_a_duplicate_delivery_is_200_and_changes_nothing_but_the_timeline(
     after = row(ctx, pid)
     assert (after.status, after.version) == (before.status, before.version)
     timeline = client.get(f"/v1/payments/{pid}/events", headers=merchant.headers).json["data"]
-    assert [e["outcome"] for e in timeline] == ["applied", "duplicate"]
+    assert [e["outcome"] for e in timeline] == ["registered", "applied", "duplicate"]
 
 
 def test_a_storm_of_fifty_concurrent_duplicates_applies_once(
@@ -184,7 +184,10 @@ def test_an_event_for_an_unregistered_payment_is_kept_and_applied_at_registratio
     payment = row(ctx, pid)
     assert payment.status == "canceled"
     timeline = client.get(f"/v1/payments/{pid}/events", headers=merchant.headers).json["data"]
-    assert [(e["source"], e["gateway_event_id"]) for e in timeline] == [("webhook", "m_orphan")]
+    assert [(e["source"], e["gateway_event_id"]) for e in timeline] == [
+        ("api", None),  # the registration, with its first poll's delay
+        ("webhook", "m_orphan"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -345,7 +348,7 @@ def test_a_status_change_is_logged_with_the_payment_and_gateway(
     client: FlaskClient, merchant: MerchantAuth, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     pid = register(client, merchant, "sim_pay_log")
-    with caplog.at_level("INFO", logger="reconciler.services.reports"):
+    with caplog.at_level("INFO", logger="reconciler.services.changes"):
         deliver(client, clock, "m_log", event("sim_pay_log", "succeeded", clock.now))
     (record,) = [r for r in caplog.records if r.getMessage() == "payment status reported"]
     assert (record.payment_id, record.gateway, record.to_status) == (pid, "simulator", "succeeded")
@@ -370,4 +373,4 @@ def test_pruning_drops_old_processed_bodies_and_keeps_orphans_and_timelines(
         left = {e.gateway_event_id for e in session.query(WebhookInbox)}
     assert left == {"m_orphan_old", "m_new"}
     timeline = client.get(f"/v1/payments/{pid}/events", headers=merchant.headers).json["data"]
-    assert [e["gateway_event_id"] for e in timeline] == ["m_old"]
+    assert [e["gateway_event_id"] for e in timeline] == [None, "m_old"]  # registered, then m_old

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from reconciler.adapters.gateways.base import InvalidSignature, MalformedWebhook
 from reconciler.adapters.gateways.simulator import SimulatorGateway, map_status
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
 
@@ -68,7 +68,7 @@ def gateway() -> SimulatorGateway:
     config = GatewayConfig(
         "simulator", api_base="http://127.0.0.1:1", webhook_secrets=(NEW_SECRET, OLD_SECRET)
     )
-    session = requests.Session()
+    session = HttpClient()
     gateway = SimulatorGateway(
         config, session=session, timeout=(1, 1), create_timeout=(1, 1), webhook_tolerance_s=300
     )
@@ -238,7 +238,7 @@ def test_an_event_about_something_else_carries_no_report(gateway: SimulatorGatew
 
 
 def test_without_configured_secrets_nothing_verifies() -> None:
-    session = requests.Session()
+    session = HttpClient()
     gateway = SimulatorGateway(
         GatewayConfig("simulator", api_base="http://127.0.0.1:1"),
         session=session,

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import requests
 
 from reconciler.adapters.gateways.base import InvalidSignature, MalformedWebhook
 from reconciler.adapters.gateways.razorpay import RazorpayGateway
 from reconciler.adapters.gateways.stripe import StripeGateway
+from reconciler.adapters.gateways.transport import HttpClient
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Status
 
@@ -27,13 +27,13 @@ RZP_OLD_SECRET = "rzp-secret-previous"
 
 
 @pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
+def http() -> Iterator[HttpClient]:
+    with HttpClient() as session:
         yield session
 
 
 @pytest.fixture
-def stripe(http: requests.Session) -> StripeGateway:
+def stripe(http: HttpClient) -> StripeGateway:
     config = GatewayConfig(
         "stripe", api_key="sk_test_x", webhook_secrets=(STRIPE_SECRET, STRIPE_OLD_SECRET)
     )
@@ -41,7 +41,7 @@ def stripe(http: requests.Session) -> StripeGateway:
 
 
 @pytest.fixture
-def razorpay(http: requests.Session) -> RazorpayGateway:
+def razorpay(http: HttpClient) -> RazorpayGateway:
     config = GatewayConfig(
         "razorpay",
         api_key="rzp_test_x",
@@ -198,7 +198,7 @@ def test_stripe_signed_body_that_is_not_an_event_is_malformed(
         stripe.parse_webhook(headers, body, NOW)
 
 
-def test_stripe_without_a_configured_secret_rejects_everything(http: requests.Session) -> None:
+def test_stripe_without_a_configured_secret_rejects_everything(http: HttpClient) -> None:
     gateway = StripeGateway(
         GatewayConfig("stripe", api_key="sk"), session=http, timeout=(1, 1), create_timeout=(1, 1)
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
-
-import requests
 
 from reconciler.domain.status import Report, Status
 
@@ -48,6 +47,24 @@ class WebhookEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """A gateway's HTTP answer, read whole: status, headers (any case), body, the URL asked."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """Decode the body as JSON (ValueError when it is not)."""
+        return json.loads(self.content)
+
+
 class GatewayError(Exception):
     """A call to the gateway did not give an answer about the payment.
 
@@ -55,7 +72,7 @@ class GatewayError(Exception):
     gateway's own error body or headers (Stripe-Should-Retry, Razorpay's 400 not-found).
     """
 
-    def __init__(self, message: str, *, response: requests.Response | None = None) -> None:
+    def __init__(self, message: str, *, response: HttpAnswer | None = None) -> None:
         super().__init__(message)
         self.response = response
 
@@ -68,7 +85,7 @@ class TransientError(GatewayError):
         message: str,
         retry_after: float | None = None,
         *,
-        response: requests.Response | None = None,
+        response: HttpAnswer | None = None,
     ) -> None:
         super().__init__(message, response=response)
         self.retry_after = retry_after

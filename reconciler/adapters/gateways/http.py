@@ -2,55 +2,42 @@
 
 from __future__ import annotations
 
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from reconciler.adapters.gateways.base import (
     AuthError,
     Headers,
+    HttpAnswer,
     NotFoundError,
     RequestRejected,
     TransientError,
 )
+from reconciler.adapters.gateways.transport import HttpClient, Timeout
 from reconciler.domain.policy import parse_retry_after
 
-Timeout = tuple[float, float]  # (connect, read) seconds
+__all__ = ["HttpClient", "Timeout", "call", "case_insensitive", "header", "json_body"]
 
-
-def new_session(pool_size: int = 32) -> requests.Session:
-    """Build a session with a connection pool and no automatic retries (the sweep retries)."""
-    session = requests.Session()
-    # Without a proxy in the environment, skip requests' per-call look through it (proxy
-    # variables, .netrc): it cost a tenth of a poll's CPU. With one, keep it honoured.
-    session.trust_env = bool(urllib.request.getproxies())
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=4, pool_maxsize=pool_size, max_retries=0
-    )
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+_errors = urllib3.exceptions
 
 
 def call(
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    timeout: Timeout,
-    **kwargs: Any,
-) -> requests.Response:
+    client: HttpClient, method: str, url: str, *, timeout: Timeout, **kwargs: Any
+) -> HttpAnswer:
     """Send one request and map every failure onto the gateway error taxonomy."""
     try:
-        response = session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
-    except requests.Timeout as exc:
-        raise TransientError(f"timeout: {method} {url}") from exc
-    except requests.ConnectionError as exc:
+        response = client.request(method, url, timeout=timeout, **kwargs)
+    except (_errors.NewConnectionError, _errors.ProtocolError, _errors.SSLError) as exc:
+        # NewConnectionError is also a ConnectTimeoutError: a refusal is not a timeout.
         raise TransientError(f"connection error: {method} {url}") from exc
-    except requests.RequestException as exc:
+    except _errors.ProxyError as exc:
+        raise TransientError(f"connection error: {method} {url} (proxy)") from exc
+    except _errors.TimeoutError as exc:
+        raise TransientError(f"timeout: {method} {url}") from exc
+    except _errors.HTTPError as exc:
         raise TransientError(f"request failed: {exc}") from exc
     status = response.status_code
     if status == 429 or status >= 500:
@@ -71,7 +58,7 @@ def call(
     return response
 
 
-def json_body(response: requests.Response) -> dict[str, Any]:
+def json_body(response: HttpAnswer) -> dict[str, Any]:
     """Decode a JSON object body; a gateway answering garbage is a transient fault."""
     try:
         body = response.json()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import requests
+import urllib3
 
 from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
@@ -32,7 +32,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, header, json_body
+from reconciler.adapters.gateways.http import HttpClient, Timeout, call, header, json_body
 from reconciler.config import GatewayConfig
 from reconciler.domain.status import Report, Status
 
@@ -93,13 +93,15 @@ class RazorpayGateway:
         self,
         config: GatewayConfig,
         *,
-        session: requests.Session,
+        session: HttpClient,
         timeout: Timeout,
         create_timeout: Timeout,
         webhook_tolerance_s: float = 300.0,  # unused: Razorpay signs no timestamp
     ) -> None:
         self._base = (config.api_base or "https://api.razorpay.com").rstrip("/")
-        self._auth = requests.auth.HTTPBasicAuth(config.api_key or "", config.api_secret or "")
+        self._auth = urllib3.make_headers(
+            basic_auth=f"{config.api_key or ''}:{config.api_secret or ''}"
+        )
         self._secrets = config.webhook_secrets
         self._session = session
         self._timeout = timeout
@@ -181,7 +183,9 @@ class RazorpayGateway:
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = call(self._session, method, url, timeout=timeout, auth=self._auth, **kwargs)
+            response = call(
+                self._session, method, url, timeout=timeout, headers=self._auth, **kwargs
+            )
         except RequestRejected as exc:
             # Razorpay answers an unknown id with 400 BAD_REQUEST_ERROR, not 404.
             if _NOT_FOUND_DESCRIPTION in str(exc).lower():

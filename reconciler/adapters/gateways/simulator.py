@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from standardwebhooks import Webhook
 
 from reconciler.adapters.gateways import checks
@@ -29,7 +28,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, header, json_body
+from reconciler.adapters.gateways.http import HttpClient, Timeout, call, header, json_body
 from reconciler.config import ConfigError, GatewayConfig
 from reconciler.domain.status import Report, Status
 
@@ -88,7 +87,7 @@ class SimulatorGateway:
         self,
         config: GatewayConfig,
         *,
-        session: requests.Session,
+        session: HttpClient,
         timeout: Timeout,
         create_timeout: Timeout,
         webhook_tolerance_s: float = 300.0,

@@ -14,8 +14,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from reconciler.adapters.gateways import checks
 from reconciler.adapters.gateways.base import (
     AuthError,
@@ -23,6 +21,7 @@ from reconciler.adapters.gateways.base import (
     GatewayError,
     GatewayPayment,
     Headers,
+    HttpAnswer,
     InvalidSignature,
     MalformedWebhook,
     NotFoundError,
@@ -30,7 +29,7 @@ from reconciler.adapters.gateways.base import (
     TransientError,
     WebhookEvent,
 )
-from reconciler.adapters.gateways.http import Timeout, call, header, json_body
+from reconciler.adapters.gateways.http import HttpClient, Timeout, call, header, json_body
 from reconciler.config import STRIPE_API_VERSION, GatewayConfig
 from reconciler.domain.status import Status
 
@@ -89,7 +88,7 @@ class StripeGateway:
         self,
         config: GatewayConfig,
         *,
-        session: requests.Session,
+        session: HttpClient,
         timeout: Timeout,
         create_timeout: Timeout,
         webhook_tolerance_s: float = 300.0,
@@ -199,8 +198,9 @@ class StripeGateway:
 
     def _send(self, method: str, url: str, *, timeout: Timeout, **kwargs: Any) -> dict[str, Any]:
         try:
-            auth = _Bearer(self._key, self._version)
-            response = call(self._session, method, url, timeout=timeout, auth=auth, **kwargs)
+            headers = {"Authorization": f"Bearer {self._key}", "Stripe-Version": self._version}
+            headers.update(kwargs.pop("headers", None) or {})
+            response = call(self._session, method, url, timeout=timeout, headers=headers, **kwargs)
         except (TransientError, RequestRejected) as exc:
             raise _reclassify(exc, exc.response) from exc
         except (AuthError, NotFoundError) as exc:
@@ -210,23 +210,7 @@ class StripeGateway:
         return json_body(response)
 
 
-class _Bearer(requests.auth.AuthBase):
-    """`Authorization: Bearer <secret key>` (kept out of reprs and logs) and `Stripe-Version`."""
-
-    def __init__(self, key: str, version: str) -> None:
-        self._key = key
-        self._version = version
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self._key}"
-        r.headers["Stripe-Version"] = self._version
-        return r
-
-    def __repr__(self) -> str:
-        return "_Bearer(***)"
-
-
-def _error_message(response: requests.Response) -> str:
+def _error_message(response: HttpAnswer) -> str:
     """Summarise Stripe's `{"error": {"type", "code", "message"}}` body."""
     try:
         error = response.json().get("error", {})
@@ -238,7 +222,7 @@ def _error_message(response: requests.Response) -> str:
     return f"{'/'.join(parts)}: {error.get('message', '')}".strip(": ")
 
 
-def _reclassify(exc: GatewayError, response: requests.Response | None) -> GatewayError:
+def _reclassify(exc: GatewayError, response: HttpAnswer | None) -> GatewayError:
     """Apply `Stripe-Should-Retry`: Stripe's own word on whether a retry can succeed."""
     if response is None:
         return exc  # no answer at all (timeout, connection): transient as it was

@@ -4,6 +4,19 @@ One module per table (or per reader, for the operators' overviews); callers keep
 `repository.claim_due(...)`, so this module gathers the names.
 """
 
+from reconciler.adapters.repository.changes import (
+    SNAPSHOT,
+    Stored,
+    append_timeline,
+    insert_deliveries_for,
+    insert_events,
+    lock_gateway_payment,
+    lock_snapshot,
+    lock_snapshot_by_gateway_id,
+    payment_status,
+    snapshot_of,
+    store_changes,
+)
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
     count_merchant_endpoints,
@@ -32,7 +45,6 @@ from reconciler.adapters.repository.health import (
 from reconciler.adapters.repository.inbox import (
     delete_processed_inbox,
     insert_inbox,
-    mark_inbox_applied,
     orphan_webhooks,
 )
 from reconciler.adapters.repository.merchants import (
@@ -93,9 +105,12 @@ __all__ = [
     "OperatorDelivery",
     "PAYMENT_POLLS",
     "Queue",
+    "SNAPSHOT",
+    "Stored",
     "all_deliveries",
     "all_merchants",
     "any_payment",
+    "append_timeline",
     "claim_due",
     "count_by_status",
     "count_by_sync_state",
@@ -127,11 +142,15 @@ __all__ = [
     "event_payment_id",
     "events_per_minute",
     "halt_pending_deliveries",
+    "insert_deliveries_for",
+    "insert_events",
     "insert_inbox",
     "last_poll_failures",
     "last_sweep_at",
     "list_payments",
-    "mark_inbox_applied",
+    "lock_gateway_payment",
+    "lock_snapshot",
+    "lock_snapshot_by_gateway_id",
     "merchant_by_key_hash",
     "merchant_endpoint",
     "merchant_endpoints",
@@ -145,6 +164,7 @@ __all__ = [
     "payment_by_reference",
     "payment_events",
     "payment_for_update",
+    "payment_status",
     "payments_matching",
     "payments_needing_a_human",
     "ping",
@@ -152,4 +172,6 @@ __all__ = [
     "record_heartbeat",
     "release_lease",
     "revive_failed_deliveries",
+    "snapshot_of",
+    "store_changes",
 ]

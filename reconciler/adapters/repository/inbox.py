@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     delete,
     select,
-    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -22,26 +21,21 @@ from reconciler.adapters.repository._common import (
     inbox_table,
 )
 
+# Built once: values go in as parameters, so one compiled statement serves every delivery.
+# No conflict target: either unique key, (gateway, event id) or (gateway, body hash).
+_INSERT = {
+    "postgresql": postgresql.insert(inbox_table)
+    .on_conflict_do_nothing()
+    .returning(inbox_table.c.id),
+    "sqlite": sqlite.insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.id),
+}
+
 
 def insert_inbox(session: Session, values: dict[str, Any]) -> int | None:
     """Store a webhook in the inbox once; None when this gateway event id or the same raw
     body is already there (a replay under a new, unsigned event id is a duplicate too)."""
-    insert = postgresql.insert if dialect(session) == "postgresql" else sqlite.insert
-    # Values go in as parameters, so the compiled statement is cached across deliveries.
-    # No conflict target: either unique key, (gateway, event id) or (gateway, body hash).
-    stmt = insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.id)
-    return session.execute(stmt, values).scalar_one_or_none()
-
-
-def mark_inbox_applied(
-    session: Session, entry_id: int, *, payment_id: str, outcome: str, now: datetime
-) -> None:
-    """Record which payment a stored webhook was applied to, and how."""
-    session.execute(
-        update(inbox_table)
-        .where(inbox_table.c.id == entry_id)
-        .values(payment_id=payment_id, outcome=outcome, processed_at=now)
-    )
+    stmt = _INSERT[dialect(session)]
+    return session.connection().execute(stmt, values).scalar_one_or_none()
 
 
 def orphan_webhooks(

@@ -23,6 +23,7 @@ from reconciler.adapters.repository._common import (
     payments_table,
 )
 from reconciler.adapters.repository.fair_claims import deliveries_round_robin
+from reconciler.domain.payment import SNAPSHOT_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,7 @@ PAYMENT_POLLS = Queue(
     name="payment_polls",
     table=payments_table,
     due="next_poll_at",
-    returning=(
-        "id",
-        "gateway",
-        "gateway_payment_id",
-        "amount",
-        "currency",
-        "merchant_reference",
-        "idempotency_key",
-    ),
+    returning=SNAPSHOT_COLUMNS,  # the whole row: the decision runs over what the claim read
 )
 
 

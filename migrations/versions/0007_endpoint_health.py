@@ -1,6 +1,6 @@
 """An endpoint's last error; a delivery's manual request; an index of the leased ones.
 
-Revision ID: i19_endpoint_health
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-04 16:30:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "i19_endpoint_health"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
