@@ -166,7 +166,7 @@ class Sweeper:
             # Only the kinds with rows due: an idle kind costs no claim statement.
             due = None if not self._due_kinds or "" in self._due_kinds else set(self._due_kinds)
         tick, futures = self.engine.tick(kinds=due)
-        self._replan(now)
+        self._replan(now, claimed_nothing=tick.claimed == 0)
         if not futures:
             self._finish(self._report(tick, before), None)
             return
@@ -192,8 +192,13 @@ class Sweeper:
                 return True
             return now - self._checked_at >= timedelta(seconds=IDLE_CHECK_S)
 
-    def _replan(self, now: datetime) -> None:
-        """Read when the next row is due and ask to be woken then."""
+    def _replan(self, now: datetime, *, claimed_nothing: bool = False) -> None:
+        """Read when the next row is due and ask to be woken then.
+
+        `claimed_nothing`: the tick found due rows but claimed none (every one belongs to
+        a merchant at its cap of deliveries in flight): waking at once would spin; a call
+        finishing (`_refill`), an announcement or the interval wakes the sweep instead.
+        """
         with self._plan_lock:
             self._heard = None
         with self.ctx.read() as session:
@@ -205,7 +210,9 @@ class Sweeper:
         # A kind whose rows are due but whose slots are all busy is woken by its calls
         # finishing (`_refill`): waking now would only spin on the other kinds' room.
         startable = [
-            at for name, at in due.items() if at > now or self.engine.has_free_slots(kinds=(name,))
+            at
+            for name, at in due.items()
+            if at > now or (not claimed_nothing and self.engine.has_free_slots(kinds=(name,)))
         ]
         with self._plan_lock:
             if self._heard is not None:

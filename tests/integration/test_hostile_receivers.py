@@ -14,9 +14,11 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from support.shop import Shop, deliver_all, eventually, verified
 from support.simulator import Simulator
 
 from reconciler.bootstrap import Context, bootstrap
+from reconciler.entrypoints.scheduler import SweepJob
 from reconciler.services.sweep import Sweeper
 
 TIMEOUT_S = 1.0
@@ -225,5 +228,49 @@ def test_a_flaky_endpoint_gets_every_event_on_its_backoff(
             assert sum(d["attempts"] for d in listed) == len(flaky.received) > 12
             for request in flaky.received:
                 verified(request, endpoint.secret)
+    finally:
+        ctx.close()
+
+
+def test_a_merchant_at_its_cap_does_not_make_the_sweep_spin(
+    db_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        db_url,
+        simulator.url,
+        notify_allow_private=1,
+        notify_timeout_s=3,
+        notify_max_in_flight_per_merchant=2,
+        lease_s=10,
+        breaker_threshold=1000,
+        sweep_interval_s=1,
+    )
+    ctx = bootstrap(settings, rand=random.Random(1).random)
+    try:
+        shop = Shop(ctx, simulator, "mallory")
+        with run_hostile("drip_body", interval_s=0.2) as hostile:
+            shop.endpoint(hostile.url)
+            for n in range(6):  # six due, two may be in flight: four wait for the cap
+                _, gid = shop.payment(f"m{n}")
+                shop.report(gid, "succeeded")
+            sweeper = Sweeper(ctx)
+            ticks = Counter[str]()
+            tick = sweeper.engine.tick
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                ticks["tick"] += 1
+                return tick(*args, **kwargs)
+
+            sweeper.engine.tick = counted  # type: ignore[method-assign]
+            job = SweepJob(sweeper, 1, lock_name=str(tmp_path))
+            job.start()
+            try:
+                job.wake(ctx.clock())
+                eventually(lambda: len(hostile.connections) == 2, "two attempts in flight")
+                time.sleep(1.5)  # a window in which a spinning sweep ticks hundreds of times
+            finally:
+                job.stop()
+        # Woken by the interval and by announcements, not by due rows it may not claim.
+        assert ticks["tick"] < 30, ticks
     finally:
         ctx.close()

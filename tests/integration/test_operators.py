@@ -348,6 +348,30 @@ def test_endpoint_rows_filter_like_the_admin_api(
         notify_admin.endpoint_rows(notified.ctx, None, "broken", 100)
 
 
+def test_the_endpoint_listing_pages_through_every_merchant_by_cursor(notified: Notified) -> None:
+    seen, cursor, pages = [], None, 0
+    while True:
+        rows, cursor = notify_admin.endpoint_page(notified.ctx, None, None, 2, cursor)
+        seen += [r.endpoint.id for r in rows]
+        pages += 1
+        if cursor is None:
+            break
+    every = [notified.good, notified.bad, notified.gone, notified.fresh]
+    assert sorted(seen) == sorted(e.id for e in every) and pages == 2  # each once
+    with pytest.raises(ValidationFailed):
+        notify_admin.endpoint_page(notified.ctx, None, None, 2, "not-a-cursor")
+
+
+def test_the_endpoints_page_shows_the_longest_failing_with_their_last_error(
+    ui: FlaskClient, notified: Notified
+) -> None:
+    page = signed_in(ui).get("/admin/ui/endpoints").get_data(as_text=True)
+    assert f'data-testid="failing-{notified.bad.id}"' in page
+    assert "HTTP 500" in page
+    first = signed_in(ui).get("/admin/ui/endpoints?endpoints_cursor=%%%")
+    assert first.status_code == 400
+
+
 def test_the_overview_counts_the_notification_backlog_and_endpoints(
     notified: Notified, clock: FakeClock
 ) -> None:

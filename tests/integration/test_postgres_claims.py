@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from support.postgres import PostgresServer
 
 from reconciler.adapters import repository
 from reconciler.adapters.db import make_engine, make_sessionmaker
+from reconciler.adapters.repository.fair_claims import deliveries_round_robin
 from reconciler.entrypoints.commands import alembic_config
 
 pytestmark = pytest.mark.postgres
@@ -278,3 +281,87 @@ def test_replicas_migrating_at_once_leave_one_schema_at_head(pg_server: Postgres
         engine.dispose()
     assert [row[0] for row in versions] == [head]
     assert tables == 1
+
+
+def seed_deliveries(engine: Engine, *, total: int, due: int, leased: int) -> None:
+    """Two merchants, two endpoints each, `total` deliveries: `due` due, `leased` in flight,
+    the rest delivered (one event per payment of `seed`)."""
+    seed(engine, total=total, due=0)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO merchants (id, name, api_key_hash, created_at) "
+                "VALUES ('mer_2', 'globex', 'hash2', :now)"
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO webhook_endpoints (
+                    id, merchant_id, url, events, status, secret, created_at, updated_at)
+                SELECT 'we_' || n, CASE WHEN n <= 2 THEN 'mer_1' ELSE 'mer_2' END,
+                    'https://hooks.example/' || n, '["payment.succeeded"]', 'enabled',
+                    'whsec_x', :now, :now
+                FROM generate_series(1, 4) AS n
+                """
+            ),
+            {"now": NOW},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO notification_events (
+                    id, payment_id, merchant_id, type, sequence, created_at, payload)
+                SELECT 'evt_' || n, 'pay_' || lpad(n::text, 8, '0'), 'mer_1',
+                    'payment.succeeded', 1, :now, '{}'
+                FROM generate_series(1, :total) AS n
+                """
+            ),
+            {"now": NOW, "total": total},
+        )
+        conn.execute(
+            text(
+                """
+                INSERT INTO notification_deliveries (
+                    id, event_id, endpoint_id, status, attempts, next_attempt_at,
+                    created_at, give_up_at, lease_owner, lease_expires_at)
+                SELECT 'dlv_' || n, 'evt_' || n, 'we_' || (1 + n % 4),
+                    CASE WHEN n <= :due + :leased THEN 'pending' ELSE 'delivered' END, 0,
+                    CASE WHEN n <= :due + :leased THEN :now - make_interval(secs => n) END,
+                    :now - interval '1 hour', :now + interval '3 days',
+                    CASE WHEN n > :due AND n <= :due + :leased THEN 'other' END,
+                    CASE WHEN n > :due AND n <= :due + :leased THEN :now + interval '1 minute' END
+                FROM generate_series(1, :total) AS n
+                """
+            ),
+            {"now": NOW, "total": total, "due": due, "leased": leased},
+        )
+        conn.execute(text("ANALYZE notification_deliveries"))
+        conn.execute(text("ANALYZE webhook_endpoints"))
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_the_fair_delivery_claim_reads_only_due_and_leased_rows(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    seed_deliveries(engine, total=20_000, due=200, leased=6)
+    query = deliveries_round_robin(NOW, 16, skip_locked=True, cap=4)
+    compiled = query.compile(dialect=engine.dialect)
+
+    claim_plan = plan(engine, str(compiled), compiled.params)
+
+    assert "ix_notification_deliveries_due" in claim_plan, claim_plan
+    assert "ix_notification_deliveries_leased" in claim_plan, claim_plan
+    assert "Seq Scan on notification_deliveries" not in claim_plan, claim_plan
+    with sessions.begin() as session:
+        queue = replace(repository.DELIVERIES, per_merchant_cap=4)
+        claimed = repository.claim_due(
+            session, queue, now=NOW, limit=16, owner="a", lease_until=NOW + LEASE
+        )
+    # Deliveries 201-206 are leased: three to each merchant's endpoints (mer_1 has we_1
+    # and we_2), so each merchant gets one more under its cap of 4, whatever is due.
+    by_endpoint = Counter(row.endpoint_id for row in claimed)
+    mer_1 = by_endpoint["we_1"] + by_endpoint["we_2"]
+    mer_2 = by_endpoint["we_3"] + by_endpoint["we_4"]
+    assert (mer_1, mer_2, len(claimed)) == (1, 1, 2)
