@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
 
 from reconciler import __version__
-from reconciler.config import ConfigError, Settings, spec
+from reconciler.config import PREFIX, ConfigError, Settings, known_variables, spec
+from reconciler.config_checks import unknown_variables
 from reconciler.services.merchants import ROTATION_GRACE
 from reconciler.services.retention import MIN_RETENTION_DAYS
 from reconciler.simulator.cli import simulator
@@ -21,11 +24,33 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def settings() -> Settings:
-    """Read the settings from the environment; a bad value ends the command with exit 2."""
+    """Read the settings from the environment; a bad value ends the command with exit 2.
+
+    A `RECONCILER_*` variable no setting reads (a typo) is warned about, naming the closest.
+    """
     try:
-        return Settings.from_env()
+        loaded = Settings.from_env()
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    for line in unknown_variables(os.environ, PREFIX, known_variables()):
+        click.echo(f"configuration warning: {line}", err=True)
+    return loaded
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """End the command with one line and exit 2 on an operator's mistake, not a traceback."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        yield
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    except (OperationalError, ArgumentError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        click.echo(f"database error: cannot use RECONCILER_DATABASE_URL: {reason}", err=True)
         sys.exit(2)
 
 
@@ -58,7 +83,9 @@ def serve(host: str | None, port: int | None) -> None:
     """Migrate the database if needed, then serve the API with the sweep in-process."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.serve(settings(), host=host, port=port))
+    with one_line_errors():
+        code = commands.serve(settings(), host=host, port=port)
+    sys.exit(code)
 
 
 @cli.group()
@@ -71,7 +98,8 @@ def upgrade() -> None:
     """Run the Alembic migrations to head."""
     from reconciler.entrypoints import commands
 
-    commands.upgrade(settings())
+    with one_line_errors():
+        commands.upgrade(settings())
     click.echo("database at head")
 
 
@@ -86,7 +114,9 @@ def prune(older_than_days: int) -> None:
     """Delete processed webhook bodies older than a retention period."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.prune(settings(), older_than_days))
+    with one_line_errors():
+        code = commands.prune(settings(), older_than_days)
+    sys.exit(code)
 
 
 @cli.group()
@@ -100,7 +130,9 @@ def merchant_create(name: str) -> None:
     """Create a merchant NAME; its API key is the last line printed (shown once)."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.create_merchant(settings(), name))
+    with one_line_errors():
+        code = commands.create_merchant(settings(), name)
+    sys.exit(code)
 
 
 @merchant.command("list")
@@ -108,7 +140,9 @@ def merchant_list() -> None:
     """List merchants (id, name, created at), oldest first."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.list_merchants(settings()))
+    with one_line_errors():
+        code = commands.list_merchants(settings())
+    sys.exit(code)
 
 
 @merchant.command("rotate-key")
@@ -124,7 +158,9 @@ def merchant_rotate_key(name: str, grace_hours: float) -> None:
     from reconciler.entrypoints import commands
 
     grace = timedelta(hours=grace_hours)
-    sys.exit(commands.rotate_merchant_key(settings(), name, grace))
+    with one_line_errors():
+        code = commands.rotate_merchant_key(settings(), name, grace)
+    sys.exit(code)
 
 
 @cli.command()
@@ -133,7 +169,9 @@ def sweep(once: bool) -> None:
     """Run one sweep, print its report as JSON, then exit (cron-style deployments)."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.sweep_once(settings()))
+    with one_line_errors():
+        code = commands.sweep_once(settings())
+    sys.exit(code)
 
 
 cli.add_command(simulator)

@@ -172,7 +172,9 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
         metrics = app.extensions["reconciler.metrics"]
         sweeper.observer = metrics.observe_sweep
         lock_name = settings.database_url if bind is None else f"{settings.database_url}|{bind}"
-        job = SweepJob(sweeper, settings.sweep_interval_s, lock_name=lock_name)
+        job = SweepJob(
+            sweeper, settings.sweep_interval_s, lock_name=lock_name, temp_dir=settings.temp_dir
+        )
         job.start()
         app.extensions["reconciler.sweep_job"] = job
     return app
@@ -181,7 +183,10 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
 def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     """Migrate, then serve (see entrypoints/server.py); each process runs the in-process sweep."""
     from reconciler.entrypoints import server
+    from reconciler.entrypoints.scheduler import lock_dir
 
     logs.configure(settings.log_level)
+    if settings.sweep_enabled:
+        lock_dir(settings.temp_dir)  # before migrating: a read-only root says so in one line
     upgrade(settings)
     return server.serve(settings, host or settings.host, port or settings.port)

@@ -15,13 +15,13 @@ from reconciler.bootstrap import bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.services.merchants import create_merchant
 
-ADMIN = {"Authorization": "Bearer admin-test-token"}
+ADMIN = {"Authorization": "Bearer admin-test-token-that-is-long-enough"}
 
 
 @pytest.fixture
 def admin_client(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[FlaskClient]:
     ctx = bootstrap(
-        make_settings(db_url, simulator.url, admin_token="admin-test-token"),
+        make_settings(db_url, simulator.url, admin_token="admin-test-token-that-is-long-enough"),
         clock=clock,
         rand=random.Random(2).random,
     )

@@ -26,7 +26,7 @@ from reconciler.services import notify_admin, notify_stats, operators
 from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.sweep import Sweeper
 
-TOKEN = "ui-integration-token"  # test-only
+TOKEN = "ui-integration-token-long-enough-32"  # test-only
 
 
 @pytest.fixture
@@ -99,7 +99,10 @@ def test_a_session_signed_with_another_token_is_refused(
     signed_in(ui)
     cookie = ui.get_cookie(COOKIE, path="/admin/ui")
     assert cookie is not None
-    rotated = bootstrap(make_settings(db_url, simulator.url, admin_token="rotated"), clock=clock)
+    rotated = bootstrap(
+        make_settings(db_url, simulator.url, admin_token="rotated-token-that-is-long-enough-32"),
+        clock=clock,
+    )
     try:
         other = create_app(ctx=rotated).test_client()
         other.set_cookie(COOKIE, cookie.value, path="/admin/ui")
