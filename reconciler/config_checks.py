@@ -69,7 +69,7 @@ def admin_token_problem(token: str | None) -> str | None:
         return None
     return (
         f"RECONCILER_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters, got "
-        f"{len(token)} (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        f"{len(token)}; make one with: openssl rand -base64 33"
     )
 
 
