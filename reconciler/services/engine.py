@@ -35,6 +35,7 @@ from reconciler.adapters import repository
 from reconciler.adapters.repository import Queue
 from reconciler.domain.breaker import CircuitBreaker
 from reconciler.domain.policy import Random
+from reconciler.services import breaker_log
 
 log = logging.getLogger(__name__)
 
@@ -327,14 +328,16 @@ class Engine:
             report.count(kind.name, target, kind.label(result))
             signal = kind.signal(result)
             if signal is Signal.TRIP:
-                breaker.trip(clock(), kind.describe(result))
+                if breaker.trip(clock(), kind.describe(result)):
+                    breaker_log.opened(kind.name, target, breaker)
                 until = breaker.retry_at(clock(), self.rand)
                 self._hold(kind, row, until, kind.describe(result), clock(), report)
                 return
             if signal is Signal.FAILURE:
-                breaker.record_failure(clock(), kind.describe(result))
-            else:
-                breaker.record_success()
+                if breaker.record_failure(clock(), kind.describe(result)):
+                    breaker_log.opened(kind.name, target, breaker)
+            elif breaker.record_success():
+                breaker_log.closed(kind.name, target)
             self._store(kind, row, result, clock(), report)
         except Exception:
             log.exception("storing a result failed", extra={"kind": kind.name})

@@ -96,9 +96,7 @@ class PaymentPolls:
                 extra={"error": str(result)},
             )
             return Signal.TRIP
-        if isinstance(result, TransientError):
-            if result.response is None:
-                log.info("gateway call failed", extra={"error": str(result)})
+        if isinstance(result, TransientError):  # logged where the call failed
             return Signal.FAILURE
         return Signal.SUCCESS
 
