@@ -21,16 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.config_checks import (
-    ConfigError,
-    admin_token_problem,
-    database_url_problem,
-    log_level_problem,
-    read_files,
-)
+from reconciler import config_checks as checks
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
+ConfigError = checks.ConfigError  # a configuration value that cannot be used
 PREFIX = "RECONCILER_"
 GATEWAYS = ("simulator", "stripe", "razorpay")
 # The Stripe API version the adapter's field mapping was written against.
@@ -156,8 +151,11 @@ class Settings:
     notify_disable_after_s: float = setting(432000.0, "an endpoint failing this long is disabled")
 
     def __post_init__(self) -> None:
-        checks = (database_url_problem(self.database_url), log_level_problem(self.log_level))
-        for problem in (*checks, admin_token_problem(self.admin_token)):
+        for problem in (
+            checks.database_url_problem(self.database_url),
+            checks.log_level_problem(self.log_level),
+            checks.admin_token_problem(self.admin_token),
+        ):
             if problem is not None:
                 raise ConfigError(problem)
         try:
@@ -247,7 +245,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `RECONCILER_*` variables (the process environment by default)."""
         env = os.environ if environ is None else environ
-        env = {**env, **read_files(env, known_variables())}  # RECONCILER_<NAME>_FILE
+        env = {**env, **checks.read_files(env, known_variables())}  # RECONCILER_<NAME>_FILE
         values: dict[str, Any] = {}
         for spec in declared():
             raw = env.get(spec.env)

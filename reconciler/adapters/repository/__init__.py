@@ -4,6 +4,12 @@ One module per table (or per reader, for the operators' overviews); callers keep
 `repository.claim_due(...)`, so this module gathers the names.
 """
 
+from reconciler.adapters.repository.admin_sessions import (
+    forget_admin_sessions,
+    live_admin_session,
+    open_admin_session,
+    revoke_admin_session,
+)
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
     delivery_for_update,
@@ -92,6 +98,10 @@ __all__ = [
     "Queue",
     "all_deliveries",
     "all_merchants",
+    "forget_admin_sessions",
+    "live_admin_session",
+    "open_admin_session",
+    "revoke_admin_session",
     "any_payment",
     "claim_due",
     "count_by_status",
