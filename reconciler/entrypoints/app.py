@@ -8,6 +8,7 @@ from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
 from reconciler.entrypoints import (
     admin,
+    admin_headers,
     admin_notifications,
     admin_ui,
     api,
@@ -40,6 +41,7 @@ def create_app(
     app.extensions["reconciler.metrics"] = metrics
     problems.install(app)
     dbtrouble.install(app)
+    admin_headers.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(endpoints.bp)
     app.register_blueprint(webhooks.bp)

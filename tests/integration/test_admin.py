@@ -85,11 +85,17 @@ def test_an_operator_resolves_a_conflict_flagged_for_review(
         f"/admin/payments/{pid}/resolve", json={"note": "checked with the bank"}, headers=ADMIN
     )
     assert resolved.status_code == 200
-    assert resolved.json["sync"]["state"] == "settled"
-    assert resolved.json["review_reason"] is None
-    timeline = admin_client.get(
+    # One answer shape for report and resolve.
+    assert set(resolved.json) == set(conflict.json) == {"outcome", "resolved", "payment"}
+    assert (resolved.json["outcome"], resolved.json["resolved"]) == ("resolved", True)
+    assert conflict.json["resolved"] is False  # the rules refused `failed`: still in review
+    assert resolved.json["payment"]["sync"]["state"] == "settled"
+    assert resolved.json["payment"]["review_reason"] is None
+    timeline = admin_client.get(f"/admin/payments/{pid}/events", headers=ADMIN).json["data"]
+    merchants_view = admin_client.get(
         f"/v1/payments/{pid}/events", headers={"Authorization": f"Bearer {key}"}
     ).json["data"]
+    assert timeline == merchants_view
     assert [(e["source"], e["outcome"]) for e in timeline] == [
         ("admin", "applied"),
         ("admin", "conflict"),
