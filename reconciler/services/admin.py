@@ -135,7 +135,7 @@ def resolve_review(ctx: Context, payment_id: str, note: str) -> ReviewAction:
         if payment.sync_state != SyncState.NEEDS_REVIEW:
             raise ValidationFailed(f"payment {payment_id} is not flagged for review")
         if (
-            payment.review_reason == ReviewReason.UNKNOWN_TO_GATEWAY
+            payment.review_code == ReviewReason.UNKNOWN_TO_GATEWAY
             and not Status(payment.status).terminal
         ):
             raise Conflict(
@@ -155,7 +155,7 @@ def _locked(session: Session, payment_id: str) -> Payment:
 
 
 def _resolve(ctx: Context, session: Session, payment: Payment, note: str, now: datetime) -> None:
-    review_reason = payment.review_reason
+    review_reason, review_code = payment.review_reason, payment.review_code
     decide_and_store(payment, Resolved(), sched=ctx.scheduling(payment.gateway), now=now)
     record_event(
         session,
@@ -164,6 +164,6 @@ def _resolve(ctx: Context, session: Session, payment: Payment, note: str, now: d
         outcome=Outcome.RESOLVED,
         from_status=Status(payment.status),
         now=now,
-        detail={"note": note, "review_reason": review_reason},
+        detail={"note": note, "review_reason": review_reason, "review_code": review_code},
     )
     payment.updated_at = now
