@@ -59,4 +59,4 @@ demo: $(STAMP)
 	$(BIN)/reconciler demo
 
 clean:
-	rm -rf $(VENV) reconciler.db reconciler.db-wal reconciler.db-shm .reconciler-dev.json
+	rm -rf $(VENV) reconciler.db reconciler.db-wal reconciler.db-shm reconciler.db.make-run.lock .reconciler-dev.json
