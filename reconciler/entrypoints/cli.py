@@ -41,10 +41,14 @@ def settings() -> Settings:
 @contextlib.contextmanager
 def one_line_errors() -> Iterator[None]:
     """End the command with one line and exit 2 on an operator's mistake, not a traceback."""
+    from alembic.util.exc import CommandError
     from sqlalchemy.exc import ArgumentError, OperationalError
 
     try:
         yield
+    except CommandError as exc:
+        click.echo(f"migration error: {exc}", err=True)
+        sys.exit(2)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
@@ -101,6 +105,17 @@ def upgrade() -> None:
     with one_line_errors():
         commands.upgrade(settings())
     click.echo("database at head")
+
+
+@db.command(context_settings={"ignore_unknown_options": True})
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Migrate down to REVISION (e.g. 0006, or -1): before rolling back to an older release."""
+    from reconciler.entrypoints import commands
+
+    with one_line_errors():
+        now = commands.downgrade(settings(), revision)
+    click.echo(f"database at {now}")
 
 
 @db.command()

@@ -60,6 +60,20 @@ def upgrade(settings: Settings) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+def downgrade(settings: Settings, revision: str) -> str:
+    """Migrate down to `revision` (a rollback before running an older release); return it."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    command.downgrade(alembic_config(settings.database_url), revision)
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision() or "base"
+    finally:
+        engine.dispose()
+
+
 def create_merchant(settings: Settings, name: str) -> int:
     from reconciler.services.merchants import create_merchant as create
 
