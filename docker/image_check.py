@@ -113,13 +113,17 @@ def revision() -> str:
 
 
 def inspect(cmd: list[str]) -> None:
-    config = json.loads(run([*cmd, "image", "inspect", TAG]))[0]["Config"]
+    image = json.loads(run([*cmd, "image", "inspect", TAG]))[0]
+    config = image["Config"]
     labels = config.get("Labels") or {}
     for label in ("title", "version", "revision", "created"):
         if not labels.get(f"org.opencontainers.image.{label}"):
             raise CheckFailed(f"label org.opencontainers.image.{label} missing")
-    ok("OCI labels: " + ", ".join(sorted(k.rsplit(".", 1)[1] for k in labels if "opencontainers" in k)))
-    if not (config.get("Healthcheck") or {}).get("Test"):
+    prefix = "org.opencontainers.image."
+    ok("OCI labels: " + ", ".join(sorted(k.removeprefix(prefix) for k in labels if prefix in k)))
+    # docker keeps it in Config.Healthcheck, podman at the top level.
+    health = config.get("Healthcheck") or image.get("Healthcheck") or image.get("HealthCheck") or {}
+    if not health.get("Test"):
         raise CheckFailed("no HEALTHCHECK in the image (podman: build with --format docker)")
     ok("HEALTHCHECK kept")
     if config.get("User") != "10001:10001":
@@ -141,10 +145,11 @@ def layers(cmd: list[str]) -> None:
     for row in rows.splitlines():
         size, _, created_by = row.partition("\t")
         sizes.append((parse_size(size), created_by))
-    app = next((s for s, by in sizes if "/out/opt/venv" in by), None)
-    deps = next((s for s, by in sizes if "/opt/venv" in by and "/out/" not in by), None)
-    if app is None or deps is None:
-        raise CheckFailed("the dependency and app layers are not separate COPY layers")
+    # Newest first: the app's COPY into /opt/venv, then the dependencies' below it.
+    copies = [size for size, by in sizes if "COPY" in by and "/opt/venv" in by]
+    if len(copies) != 2:
+        raise CheckFailed("the dependency and app layers are not two separate COPY layers")
+    app, deps = copies
     if app > APP_LAYER_MAX_BYTES or app >= deps:
         raise CheckFailed(f"the app layer is {app} bytes (dependencies {deps})")
     ok(f"app layer {app // 1024} kB on a dependency layer of {deps // 1024 // 1024} MB")
