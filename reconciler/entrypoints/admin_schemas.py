@@ -17,7 +17,7 @@ class BulkRequest(Shape):
         description="refresh, resolve, or settle as canceled (`cancel`) or failed (`fail`)"
     )
     payment_ids: list[ResourceId] = Field(min_length=1, max_length=MAX_BULK)
-    note: Note | None = Field(None, description="Why (required except for refresh)")
+    note: Note = Field(description="Why: kept in each payment's timeline (refresh: in the log)")
 
 
 class Refusal(Shape):

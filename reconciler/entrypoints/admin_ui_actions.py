@@ -21,9 +21,9 @@ from reconciler.services.errors import ValidationFailed
 MESSAGE_PARAMETERS = ("msg", "id", "n", "outcome")
 
 
-def _note(required: bool = True) -> str:
+def _note() -> str:
     note = request.form.get("note", "").strip()
-    if (required and not note) or len(note) > 1000:
+    if not note or len(note) > 1000:
         raise ValidationFailed("a note (1 to 1000 characters) is required: say why")
     return note
 
@@ -81,8 +81,7 @@ def bulk() -> str:
     """Refresh, resolve or settle the selected payments of the review queue, each on its own."""
     ids = [checked_id("payment", pid) for pid in request.form.getlist("payment_id")]
     action = request.form.get("action", "")
-    note = _note(required=action != review_bulk.BulkAction.REFRESH)
-    outcome = review_bulk.act_on_many(ctx(), action, ids, note or None)
+    outcome = review_bulk.act_on_many(ctx(), action, ids, _note())
     back = request.form.get("next")
     return page(
         "bulk_done.html",

@@ -7,6 +7,7 @@ and does not undo the others.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,6 +15,8 @@ from reconciler.domain.status import Status
 from reconciler.services import admin
 from reconciler.services.context import Context
 from reconciler.services.errors import ServiceError, ValidationFailed
+
+log = logging.getLogger(__name__)
 
 MAX_BULK = 100  # payments per bulk action (one page of the review queue and then some)
 
@@ -49,16 +52,25 @@ def act_on_many(ctx: Context, action: str, payment_ids: list[str], note: str | N
     unique = list(dict.fromkeys(payment_ids))
     if not 1 <= len(unique) <= MAX_BULK:
         raise ValidationFailed(f"select 1 to {MAX_BULK} payments")
-    if chosen is not BulkAction.REFRESH and not (note and note.strip()):
+    if not note.strip():
         raise ValidationFailed("a note is required: say why")
     outcome = BulkOutcome()
     for payment_id in unique:
         try:
-            _act(ctx, chosen, payment_id, note or "")
+            _act(ctx, chosen, payment_id, note)
         except ServiceError as exc:
             outcome.refused[payment_id] = exc.detail
         else:
             outcome.done.append(payment_id)
+    log.info(
+        "operator bulk action",
+        extra={
+            "action": chosen.value,
+            "note": note,
+            "done": len(outcome.done),
+            "refused": len(outcome.refused),
+        },
+    )
     return outcome
 
 
