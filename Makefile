@@ -67,6 +67,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check reconciler tests bench migrations
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix reconciler tests bench migrations

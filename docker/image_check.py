@@ -5,6 +5,7 @@ the first failure stops the run with exit 1. Without a container engine (podman,
 with a daemon that answers) it says so and exits 0, unless IMAGE_CHECK_REQUIRED=1.
 
 What it checks:
+  0. docker-compose.yml is valid (when a compose tool is installed);
   1. the image builds (podman: `--format docker`, which keeps the HEALTHCHECK);
   2. OCI labels and the health check are in the image;
   3. no pip and no setuptools in the runtime image;
@@ -94,6 +95,22 @@ def get(url: str) -> int:
         return exc.code
     except OSError:
         return 0
+
+
+def compose_config() -> None:
+    """Validate docker-compose.yml with whichever compose tool is installed."""
+    for tool in (["docker", "compose"], ["docker-compose"], ["podman-compose"]):
+        if shutil.which(tool[0]) is None:
+            continue
+        probe = [*tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
+        done = subprocess.run(probe, capture_output=True, text=True)
+        if done.returncode == 0:
+            ok(f"docker-compose.yml is valid ({' '.join(tool)} config)")
+            return
+        if "unknown command" in done.stderr or "is not a docker command" in done.stderr:
+            continue
+        raise CheckFailed(f"docker-compose.yml: {last_line(done.stderr)}")
+    print("image-check: --   no compose tool here: docker-compose.yml not validated")
 
 
 def build(cmd: list[str]) -> None:
@@ -222,6 +239,7 @@ def main() -> int:
         return 1 if os.environ.get("IMAGE_CHECK_REQUIRED") == "1" else 0
     print(f"image-check: using {' '.join(cmd)}")
     try:
+        compose_config()
         build(cmd)
         inspect(cmd)
         no_installers(cmd)

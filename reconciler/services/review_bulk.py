@@ -41,8 +41,12 @@ class BulkOutcome:
     refused: dict[str, str] = field(default_factory=dict)
 
 
-def act_on_many(ctx: Context, action: str, payment_ids: list[str], note: str | None) -> BulkOutcome:
-    """Apply one operator action to each payment, in order, each in its own transaction."""
+def act_on_many(ctx: Context, action: str, payment_ids: list[str], note: str) -> BulkOutcome:
+    """Apply one operator action to each payment, in order, each in its own transaction.
+
+    The note is required for every action: the timeline keeps it (a refresh records none
+    there, so the log line of the bulk action does).
+    """
     try:
         chosen = BulkAction(action)
     except ValueError:
