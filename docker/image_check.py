@@ -102,13 +102,13 @@ def compose_config() -> None:
     for tool in (["docker", "compose"], ["docker-compose"], ["podman-compose"]):
         if shutil.which(tool[0]) is None:
             continue
+        if subprocess.run([*tool, "version"], capture_output=True).returncode != 0:
+            continue  # e.g. docker without its compose plugin
         probe = [*tool, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
         done = subprocess.run(probe, capture_output=True, text=True)
         if done.returncode == 0:
             ok(f"docker-compose.yml is valid ({' '.join(tool)} config)")
             return
-        if "unknown command" in done.stderr or "is not a docker command" in done.stderr:
-            continue
         raise CheckFailed(f"docker-compose.yml: {last_line(done.stderr)}")
     print("image-check: --   no compose tool here: docker-compose.yml not validated")
 
