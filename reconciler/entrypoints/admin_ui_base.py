@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from reconciler.entrypoints.schemas import ResourceId
 from reconciler.services import admin_sessions, alerts, notify_stats
 from reconciler.services.context import Clock
 from reconciler.services.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint(
     "admin_ui",
@@ -181,7 +184,12 @@ def _service_error(exc: ServiceError) -> tuple[str, int]:
 def _banner() -> list[alerts.Alert]:
     if not g.get("ui_csrf"):
         return []  # signed out: nothing about the service is shown
-    return alerts.alerts(ctx(), sweeper_breakers(), endpoint_breakers())
+    try:
+        return alerts.alerts(ctx(), sweeper_breakers(), endpoint_breakers())
+    except Exception:
+        # The banner must not take the page down with it (an error page included).
+        log.exception("the operator page's banner could not be read")
+        return []
 
 
 @bp.context_processor
