@@ -1,13 +1,12 @@
 """Settings: every `RECONCILER_*` variable declared once, read into one frozen object.
 
-Longer than most modules: every setting is declared here, once, on purpose.
-
-Each setting is one dataclass field: its default, its variable and its help are written
-there and nowhere else; `from_env` reads them, `child_env` writes them back for a child
-process, and the CLI's help quotes them. A small declarative reader rather than
-pydantic-settings: the per-gateway poll overrides are a family of variables
-(`RECONCILER_<GATEWAY>_POLL_*`) and several variables are not named after their field
-(`RECONCILER_GATEWAY_READ_TIMEOUT_S`), both of which need custom sources there, while
+Longer than most modules: every setting is declared here, once, on purpose. Each is one
+dataclass field: its default, its variable and its help are written there and nowhere
+else; `from_env` reads them (or `<VARIABLE>_FILE`, a file holding the value), `child_env`
+writes them back for a child process, and the CLI's help quotes them. A small declarative
+reader rather than pydantic-settings: the per-gateway poll overrides are a family of
+variables (`RECONCILER_<GATEWAY>_POLL_*`) and several variables are not named after their
+field (`RECONCILER_GATEWAY_READ_TIMEOUT_S`), both of which need custom sources there, while
 here they are one table and a loop, with no dependency for the runtime to carry.
 """
 
@@ -22,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler import config_checks as checks
 from reconciler.config_auto import auto_env, auto_gateways, without_auto
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
+ConfigError = checks.ConfigError  # a configuration value that cannot be used
 PREFIX = "RECONCILER_"
 GATEWAYS = ("simulator", "stripe", "razorpay")
 # The Stripe API version the adapter's field mapping was written against.
@@ -42,10 +43,6 @@ POLICY_VARIABLES = {
     "retry_first": "POLL_RETRY_FIRST_S",
     "abandon_after": "POLL_ABANDON_AFTER_S",
 }
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used."""
 
 
 def setting(default: Any, help: str, *, env: str | None = None) -> Any:
@@ -125,7 +122,8 @@ class Settings:
     max_body_bytes: int = setting(64 * 1024, "largest request body accepted")
     webhook_tolerance_s: float = setting(300.0, "accepted webhook timestamp skew")
     ready_max_sweep_age_s: float = setting(60.0, "/readyz fails when the last sweep is older")
-    log_level: str = setting("INFO", "log level")
+    log_level: str = setting("INFO", "log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    temp_dir: str | None = setting(None, "directory for lock files (unset: TMPDIR, else /tmp)")
     simulator_url: str | None = setting(None, "the simulator's address (set: gateway on)")
     simulator_api_key: str | None = setting(None, "bearer key the simulator requires")
     simulator_webhook_secret: Secrets = setting(
@@ -173,6 +171,13 @@ class Settings:
     notify_disable_after_s: float = setting(432000.0, "an endpoint failing this long is disabled")
 
     def __post_init__(self) -> None:
+        for problem in (
+            checks.database_url_problem(self.database_url),
+            checks.log_level_problem(self.log_level),
+            checks.admin_token_problem(self.admin_token),
+        ):
+            if problem is not None:
+                raise ConfigError(problem)
         try:
             self.notify  # noqa: B018 - builds (and so checks) the delivery policy
         except ValueError as exc:
@@ -272,6 +277,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `RECONCILER_*` variables (the process environment by default)."""
         env = os.environ if environ is None else environ
+        env = {**env, **checks.read_files(env, known_variables())}  # RECONCILER_<NAME>_FILE
         auto = auto_gateways(env, PREFIX, GATEWAYS)
         env = without_auto(env, PollPolicy().first_delay)
         values: dict[str, Any] = {"first_delay_auto": auto}
@@ -290,10 +296,7 @@ class Settings:
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
-        """Return the `RECONCILER_*` variables from which `from_env` rebuilds these settings.
-
-        Only the settings that differ from their defaults are written.
-        """
+        """Return the variables `from_env` rebuilds these settings from (non-defaults only)."""
         env = {
             spec.env: spec.format(value)
             for spec in declared()
@@ -361,6 +364,13 @@ class Spec:
 def declared() -> tuple[Spec, ...]:
     """List every setting read from a single variable, in declaration order."""
     return _SPECS
+
+
+def known_variables() -> set[str]:
+    """Return every variable a setting is read from (the per-gateway poll family included)."""
+    prefixes = ("", *(f"{gw.upper()}_" for gw in GATEWAYS))
+    policy = {PREFIX + p + suffix for p in prefixes for suffix in POLICY_VARIABLES.values()}
+    return {item.env for item in _SPECS} | policy
 
 
 def spec(name: str) -> Spec:

@@ -223,6 +223,20 @@ class SweepHeartbeat(Base):
     claimed: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class AdminSession(Base):
+    """A signed-in session of the operator's page; signing out revokes it here."""
+
+    __tablename__ = "admin_sessions"
+
+    # SHA-256 of the session's secret id: the cookie carries the id, the table only its hash.
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_admin_sessions_expires_at", "expires_at"),)
+
+
 # --- Outbound notifications (merchant webhooks) ------------------------------------------
 
 

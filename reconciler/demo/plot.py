@@ -64,7 +64,9 @@ def draw(
     left.set_yscale("log")
     left.set_xlabel("staleness: gateway settled -> we settled (s)")
     left.set_ylabel("share of payments still stale after that")
-    left.set_title("Staleness (log scale: the tail is the lost webhooks)")
+    # No claim about which curve makes the tail: a delayed webhook can be later than the
+    # poll that stands in for a lost one, and the run decides which, not the title.
+    left.set_title("Staleness, by whether the terminal webhook arrived (log scale)")
     left.grid(True, which="both", alpha=0.3)
     left.legend()
 
@@ -91,7 +93,7 @@ def draw(
             x0 = (start - base).total_seconds()
             right.axvspan(x0, x0 + outage["duration_s"], color="red", alpha=0.15, label="outage")
     right.set_xlabel("time since start (s)")
-    right.set_ylabel("gateway calls")
+    right.set_ylabel("calls (bars), settlements (line) per bin")
     right.set_title("Gateway calls over time")
     right.legend()
     fig.text(0.5, 0.01, "\n".join(textwrap.wrap(caption(profile), 150)), ha="center", va="bottom")

@@ -54,17 +54,22 @@ class CircuitBreaker:
             self._probe_out = True
             return True
 
-    def record_success(self) -> None:
-        """Close the breaker: the gateway answered."""
+    def record_success(self) -> bool:
+        """Close the breaker: the gateway answered. Say whether it was open (or probing)."""
         with self._lock:
+            moved = self.state is not BreakerState.CLOSED
             self.state = BreakerState.CLOSED
             self.failures = 0
             self.current_cooldown = 0.0
             self.open_until = None
             self._probe_out = False
+            return moved
 
-    def record_failure(self, now: datetime, why: str | None = None) -> None:
-        """Count a transient failure; open the breaker at the threshold or on a failed probe."""
+    def record_failure(self, now: datetime, why: str | None = None) -> bool:
+        """Count a transient failure; open the breaker at the threshold or on a failed probe.
+
+        Say whether this failure opened it (each opening is told exactly once).
+        """
         with self._lock:
             self.failures += 1
             self.last_failure, self.last_failure_at = why, now
@@ -72,14 +77,22 @@ class CircuitBreaker:
                 self._open(
                     now, min(self.max_cooldown, max(self.cooldown, self.current_cooldown * 2))
                 )
-            elif self.state is BreakerState.CLOSED and self.failures >= self.threshold:
+                return True
+            if self.state is BreakerState.CLOSED and self.failures >= self.threshold:
                 self._open(now, self.cooldown)
+                return True
+            return False
 
-    def trip(self, now: datetime, why: str | None = None) -> None:
-        """Open the breaker at once (a configuration error such as rejected credentials)."""
+    def trip(self, now: datetime, why: str | None = None) -> bool:
+        """Open the breaker at once (a configuration error such as rejected credentials).
+
+        Say whether it was not open already.
+        """
         with self._lock:
+            moved = self.state is not BreakerState.OPEN
             self.last_failure, self.last_failure_at = why, now
             self._open(now, max(self.cooldown, self.current_cooldown * 2))
+            return moved
 
     def retry_at(self, now: datetime, rand: Random) -> datetime:
         """Pick when a payment held back by the open breaker should be tried again.

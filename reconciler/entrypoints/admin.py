@@ -7,6 +7,7 @@ import hmac
 from flask import Blueprint, request
 from werkzeug.exceptions import NotFound, Unauthorized
 
+from reconciler.entrypoints.admin_schemas import BulkRequest, BulkResult, Refusal
 from reconciler.entrypoints.merchant_auth import ctx
 from reconciler.entrypoints.reliability_schemas import Reliability, WindowQuery
 from reconciler.entrypoints.routing import Routes
@@ -17,8 +18,9 @@ from reconciler.entrypoints.schemas import (
     ReportOutcome,
     Resolution,
     StatusReport,
+    Timeline,
 )
-from reconciler.services import admin, reliability_report
+from reconciler.services import admin, operators, reliability_report, review_bulk
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 routes = Routes(bp, security="admin", not_found="No such payment")
@@ -58,19 +60,40 @@ def refresh(payment_id: str) -> tuple[Payment, int]:
     return Payment.model_validate(admin.refresh(ctx(), payment_id)), 202
 
 
+@routes.get("/payments/<payment_id>/events", ok={200: Timeline})
+def payment_events(payment_id: str) -> Timeline:
+    """List any merchant's payment's timeline, oldest first: every report, applied or not."""
+    _, events = operators.timeline(ctx(), payment_id)
+    return Timeline.model_validate({"data": events})
+
+
 @routes.post("/payments/<payment_id>/report", body=StatusReport, ok={200: ReportOutcome})
 def report(payment_id: str, body: StatusReport) -> ReportOutcome:
-    """Apply an operator's status report through the usual rules."""
-    payment, decision = admin.report_status(
-        ctx(), payment_id, body.status, body.gateway_status, body.note
+    """Apply an operator's status report through the usual rules (terminal: resolves)."""
+    done = admin.report_status(
+        ctx(), payment_id, body.status, body.gateway_status, body.note, resolve=body.resolve
     )
-    return ReportOutcome(outcome=decision.outcome, payment=Payment.model_validate(payment))
+    return _outcome(done)
 
 
-@routes.post("/payments/<payment_id>/resolve", body=Resolution, ok={200: Payment})
-def resolve(payment_id: str, body: Resolution) -> Payment:
+@routes.post("/payments/<payment_id>/resolve", body=Resolution, ok={200: ReportOutcome})
+def resolve(payment_id: str, body: Resolution) -> ReportOutcome:
     """Clear the payment's review flag."""
-    return Payment.model_validate(admin.resolve_review(ctx(), payment_id, body.note))
+    return _outcome(admin.resolve_review(ctx(), payment_id, body.note))
+
+
+@routes.post("/payments/bulk", body=BulkRequest, ok={200: BulkResult})
+def bulk(body: BulkRequest) -> BulkResult:
+    """Refresh, resolve or settle many payments at once, each on its own."""
+    done = review_bulk.act_on_many(ctx(), body.action, body.payment_ids, body.note)
+    refused = [Refusal(id=pid, detail=why) for pid, why in done.refused.items()]
+    return BulkResult(done=done.done, refused=refused)
+
+
+def _outcome(done: admin.ReviewAction) -> ReportOutcome:
+    return ReportOutcome(
+        outcome=done.outcome, resolved=done.resolved, payment=Payment.model_validate(done.payment)
+    )
 
 
 @routes.get(

@@ -9,6 +9,7 @@ from reconciler.config import Settings
 from reconciler.entrypoints import (
     accounts,
     admin,
+    admin_headers,
     admin_notifications,
     admin_ui,
     api,
@@ -41,6 +42,7 @@ def create_app(
     app.extensions["reconciler.metrics"] = metrics
     problems.install(app)
     dbtrouble.install(app)
+    admin_headers.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(endpoints.bp)
     app.register_blueprint(webhooks.bp)

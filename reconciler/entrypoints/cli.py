@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
 
 from reconciler import __version__
-from reconciler.config import ConfigError, Settings, spec
+from reconciler.config import PREFIX, ConfigError, Settings, known_variables, spec
+from reconciler.config_checks import unknown_variables
 from reconciler.entrypoints.cli_accounts import account, secrets
 from reconciler.services.merchants import ROTATION_GRACE
 from reconciler.services.retention import MIN_RETENTION_DAYS
@@ -22,16 +25,41 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 
 def settings() -> Settings:
-    """Read the settings from the environment; a bad value ends the command with exit 2."""
+    """Read the settings from the environment; a bad value ends the command with exit 2.
+
+    A `RECONCILER_*` variable no setting reads (a typo) is warned about, naming the closest.
+    """
     from reconciler.adapters.secrets import SecretBox, SecretsUnavailable
 
     try:
-        settings = Settings.from_env()
-        SecretBox(settings.secrets_key)  # a key that is not a Fernet key stops here
+        loaded = Settings.from_env()
+        SecretBox(loaded.secrets_key)  # a key that is not a Fernet key stops here
     except (ConfigError, SecretsUnavailable) as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(2)
-    return settings
+    for line in unknown_variables(os.environ, PREFIX, known_variables()):
+        click.echo(f"configuration warning: {line}", err=True)
+    return loaded
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """End the command with one line and exit 2 on an operator's mistake, not a traceback."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        yield
+    except CommandError as exc:
+        click.echo(f"migration error: {exc}", err=True)
+        sys.exit(2)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)
+    except (OperationalError, ArgumentError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        click.echo(f"database error: cannot use RECONCILER_DATABASE_URL: {reason}", err=True)
+        sys.exit(2)
 
 
 def setting_option(flag: str, name: str, value_type: Any) -> Callable[[F], F]:
@@ -63,7 +91,9 @@ def serve(host: str | None, port: int | None) -> None:
     """Migrate the database if needed, then serve the API with the sweep in-process."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.serve(settings(), host=host, port=port))
+    with one_line_errors():
+        code = commands.serve(settings(), host=host, port=port)
+    sys.exit(code)
 
 
 @cli.group()
@@ -76,8 +106,20 @@ def upgrade() -> None:
     """Run the Alembic migrations to head."""
     from reconciler.entrypoints import commands
 
-    commands.upgrade(settings())
+    with one_line_errors():
+        commands.upgrade(settings())
     click.echo("database at head")
+
+
+@db.command(context_settings={"ignore_unknown_options": True})
+@click.argument("revision")
+def downgrade(revision: str) -> None:
+    """Migrate down to REVISION (e.g. 0006, or -1): before rolling back to an older release."""
+    from reconciler.entrypoints import commands
+
+    with one_line_errors():
+        now = commands.downgrade(settings(), revision)
+    click.echo(f"database at {now}")
 
 
 @db.command()
@@ -91,7 +133,9 @@ def prune(older_than_days: int) -> None:
     """Delete processed webhook bodies older than a retention period."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.prune(settings(), older_than_days))
+    with one_line_errors():
+        code = commands.prune(settings(), older_than_days)
+    sys.exit(code)
 
 
 @cli.group()
@@ -105,7 +149,9 @@ def merchant_create(name: str) -> None:
     """Create a merchant NAME; its API key is the last line printed (shown once)."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.create_merchant(settings(), name))
+    with one_line_errors():
+        code = commands.create_merchant(settings(), name)
+    sys.exit(code)
 
 
 @merchant.command("list")
@@ -113,7 +159,9 @@ def merchant_list() -> None:
     """List merchants (id, name, created at), oldest first."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.list_merchants(settings()))
+    with one_line_errors():
+        code = commands.list_merchants(settings())
+    sys.exit(code)
 
 
 @merchant.command("rotate-key")
@@ -129,7 +177,9 @@ def merchant_rotate_key(name: str, grace_hours: float) -> None:
     from reconciler.entrypoints import commands
 
     grace = timedelta(hours=grace_hours)
-    sys.exit(commands.rotate_merchant_key(settings(), name, grace))
+    with one_line_errors():
+        code = commands.rotate_merchant_key(settings(), name, grace)
+    sys.exit(code)
 
 
 @cli.command()
@@ -138,7 +188,9 @@ def sweep(once: bool) -> None:
     """Run one sweep, print its report as JSON, then exit (cron-style deployments)."""
     from reconciler.entrypoints import commands
 
-    sys.exit(commands.sweep_once(settings()))
+    with one_line_errors():
+        code = commands.sweep_once(settings())
+    sys.exit(code)
 
 
 cli.add_command(simulator)

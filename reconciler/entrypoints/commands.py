@@ -60,6 +60,20 @@ def upgrade(settings: Settings) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+def downgrade(settings: Settings, revision: str) -> str:
+    """Migrate down to `revision` (a rollback before running an older release); return it."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    command.downgrade(alembic_config(settings.database_url), revision)
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision() or "base"
+    finally:
+        engine.dispose()
+
+
 def create_merchant(settings: Settings, name: str) -> int:
     from reconciler.services.merchants import create_merchant as create
 
@@ -189,7 +203,9 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
         metrics = app.extensions["reconciler.metrics"]
         sweeper.observer = metrics.observe_sweep
         lock_name = settings.database_url if bind is None else f"{settings.database_url}|{bind}"
-        job = SweepJob(sweeper, settings.sweep_interval_s, lock_name=lock_name)
+        job = SweepJob(
+            sweeper, settings.sweep_interval_s, lock_name=lock_name, temp_dir=settings.temp_dir
+        )
         job.start()
         app.extensions["reconciler.sweep_job"] = job
     return app
@@ -198,8 +214,11 @@ def build_serving_app(settings: Settings, *, bind: str | None = None) -> Flask:
 def serve(settings: Settings, *, host: str | None, port: int | None) -> int:
     """Migrate, then serve (see entrypoints/server.py); each process runs the in-process sweep."""
     from reconciler.entrypoints import server
+    from reconciler.entrypoints.scheduler import lock_dir
 
     logs.configure(settings.log_level)
+    if settings.sweep_enabled:
+        lock_dir(settings.temp_dir)  # before migrating: a read-only root says so in one line
     upgrade(settings)
     seal_clear(settings)
     return server.serve(settings, host or settings.host, port or settings.port)

@@ -6,7 +6,9 @@ simulator is given an identity token and is trusted only when it answers with it
 stranger on its port is never taken for it. One merchant `dev` is created on the first
 run; its id and API key are kept in `.reconciler-dev.json` (git-ignored) and reused on
 every later run against the same database (`--rotate-key`, or `make rotate-dev-key`,
-gives it a new key). The simulator keeps no state across restarts: see the README for
+gives it a new key). One runner per database: a second `make run` on the same file stops
+at once, naming RECONCILER_DATABASE_URL (its simulator would not know the first one's
+payments). The simulator keeps no state across restarts: see the README for
 what happens to payments still pending when `make run` stops.
 
 The top-level imports are the standard library and `reconciler.config` only, so
@@ -17,19 +19,23 @@ from __future__ import annotations
 
 import atexit
 import base64
+import fcntl
+import hashlib
 import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from reconciler.config import ConfigError, Settings, spec
+from reconciler.config import PREFIX, ConfigError, Settings, known_variables, spec
+from reconciler.config_checks import unknown_variables
 
 DEV_FILE = Path(".reconciler-dev.json")
 # The dev Fernet key that seals stored secrets, kept beside the dev API key.
@@ -66,6 +72,37 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def lock_path(settings: Settings) -> Path:
+    """Where the runner's lock on its database lives: beside a SQLite file, else in /tmp."""
+    url = settings.database_url
+    scheme, _, rest = url.partition("://")
+    if scheme.startswith("sqlite") and rest.startswith("/") and rest not in ("/", "/:memory:"):
+        return Path(rest[1:].split("?", 1)[0] + ".make-run.lock").absolute()
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(settings.temp_dir or tempfile.gettempdir()) / f"reconciler-make-run-{digest}.lock"
+
+
+def hold_database(settings: Settings) -> IO[bytes]:
+    """Lock the database for this runner, or stop: two runners on one database mislead both.
+
+    The second runner's simulator would not know the first one's payments: they would go
+    to `needs_review` and their merchant would be told. The lock is released when the
+    process ends, however it ends.
+    """
+    path = lock_path(settings)
+    handle = open(path, "ab")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DevRunError(
+            f"another make run is using the database {settings.database_url}; set "
+            f"{spec('database_url').env} to another one "
+            f"(e.g. {spec('database_url').env}=sqlite:///second.db make run)"
+        ) from None
+    return handle
 
 
 @dataclass(frozen=True)
@@ -247,6 +284,8 @@ def run(settings: Settings) -> int:
     problems = port_problems(settings)
     if problems:
         raise DevRunError("; ".join(problems))
+    database_lock = hold_database(settings)
+    atexit.register(database_lock.close)
     from reconciler.entrypoints import commands
 
     secret = next(iter(settings.simulator_webhook_secret), None) or (
@@ -290,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"make run: configuration error: {exc}", file=sys.stderr)
         return 2
+    for line in unknown_variables(os.environ, PREFIX, known_variables()):
+        print(f"make run: configuration warning: {line}", file=sys.stderr)
     if args == ["--check-ports"]:
         problems = port_problems(settings)
         for line in problems:

@@ -30,5 +30,5 @@ def configure(level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root.setLevel(level.upper())
     logging.getLogger("apscheduler").setLevel(logging.WARNING)

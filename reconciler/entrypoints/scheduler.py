@@ -22,9 +22,29 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from reconciler.config import ConfigError
 from reconciler.services.sweep import Sweeper
 
 log = logging.getLogger(__name__)
+
+
+def lock_dir(temp_dir: str | None) -> str:
+    """Return the writable directory for the sweep's lock file, or say which variable to set.
+
+    On a read-only root filesystem `tempfile` finds no usable directory unless one is
+    given: RECONCILER_TEMP_DIR, or TMPDIR (a tmpfs on /tmp works too).
+    """
+    if temp_dir is not None:
+        if not os.access(temp_dir, os.W_OK | os.X_OK) or not os.path.isdir(temp_dir):
+            raise ConfigError(f"RECONCILER_TEMP_DIR {temp_dir!r} is not a writable directory")
+        return temp_dir
+    try:
+        return tempfile.gettempdir()
+    except FileNotFoundError:
+        raise ConfigError(
+            "no writable temporary directory (read-only root?): set RECONCILER_TEMP_DIR to "
+            "one, or mount a tmpfs on /tmp"
+        ) from None
 
 
 class SweepJob:
@@ -35,7 +55,9 @@ class SweepJob:
     one of them idle, so one host does not multiply its gateway traffic.
     """
 
-    def __init__(self, sweeper: Sweeper, interval_s: float, lock_name: str) -> None:
+    def __init__(
+        self, sweeper: Sweeper, interval_s: float, lock_name: str, temp_dir: str | None = None
+    ) -> None:
         self.sweeper = sweeper
         self.interval_s = interval_s
         self._wake_at: datetime | None = None
@@ -44,7 +66,7 @@ class SweepJob:
         self._wake_lock = threading.Lock()
 
         digest = hashlib.sha256(lock_name.encode()).hexdigest()[:16]
-        self.lock_path = os.path.join(tempfile.gettempdir(), f"reconciler-sweep-{digest}.lock")
+        self.lock_path = os.path.join(lock_dir(temp_dir), f"reconciler-sweep-{digest}.lock")
         self._lock_file: IO[bytes] | None = None
         self.scheduler = BackgroundScheduler(timezone="UTC")
 

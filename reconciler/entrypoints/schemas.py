@@ -184,6 +184,9 @@ class StatusReport(Shape):
     status: Status
     gateway_status: ShortText | None = None
     note: Note = Field(description="Why: kept in the payment's timeline")
+    resolve: bool = Field(
+        True, description="A terminal status the rules take also clears the review flag"
+    )
 
 
 class Resolution(Shape):
@@ -279,9 +282,10 @@ class Timeline(Shape):
 
 
 class ReportOutcome(Shape):
-    """What an operator's report did, and the payment after it."""
+    """What an operator's report or resolution did, and the payment after it."""
 
     outcome: Outcome
+    resolved: bool = Field(description="The review flag was cleared by this action")
     payment: Payment
 
 

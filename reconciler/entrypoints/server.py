@@ -20,6 +20,7 @@ parent restarts one that dies and passes stop signals on.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import resource
@@ -38,7 +39,7 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
-from reconciler.config import Settings
+from reconciler.config import ConfigError, Settings
 from reconciler.entrypoints.problems import problem
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,16 @@ class _Server(TcpWSGIServer):  # type: ignore[misc]
                 channel.will_close = True
 
 
+def bind_problem(host: str, port: int, exc: OSError) -> str:
+    """Say in one line why the address cannot be bound, and which variable changes it."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is taken; set RECONCILER_PORT (or --port) to a free port"
+    if exc.errno == errno.EACCES:
+        return f"binding port {port} needs privileges; set RECONCILER_PORT to 1024 or above"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port} ({reason}); check RECONCILER_HOST and RECONCILER_PORT"
+
+
 def bind(options: ServerOptions, host: str, port: int) -> list[socket.socket]:
     """Open the listening sockets (one per address the host name resolves to)."""
     sockets = []
@@ -245,7 +256,10 @@ class Server:
 def serve(settings: Settings, host: str, port: int) -> int:
     """Serve with the in-process sweep; fork workers when RECONCILER_WORKERS > 1."""
     options = ServerOptions.from_env(settings)
-    sockets = bind(options, host, port)
+    try:
+        sockets = bind(options, host, port)
+    except OSError as exc:
+        raise ConfigError(bind_problem(host, port, exc)) from None
     name = f"{host}:{port}"
     if options.workers == 1:
         return _serve_here(settings, options, sockets, name)

@@ -1,15 +1,24 @@
-"""Operator use cases: find payments that need a person, report a status, clear a flag."""
+"""Operator use cases: find payments that need a person, report a status, clear a flag.
+
+A report or a resolution answers one shape (`ReviewAction`): what the report did, whether
+the review is closed, and the payment after it. A report with a terminal status also
+closes the review (the operator read the answer off the gateway), unless asked not to.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment
-from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState
-from reconciler.domain.sync import Resolved
+from reconciler.domain.status import Outcome, Report, Source, Status, SyncState
+from reconciler.domain.sync import Resolved, ReviewReason
 from reconciler.services.context import Context
-from reconciler.services.errors import NotFound, ValidationFailed
+from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.payments import page_start
 from reconciler.services.payments import refresh as refresh_now
 from reconciler.services.reports import apply_report, record_event
@@ -59,10 +68,29 @@ def refresh(ctx: Context, payment_id: str) -> Payment:
     return payment
 
 
+@dataclass(frozen=True)
+class ReviewAction:
+    """What an operator's report or resolution did, and the payment after it."""
+
+    outcome: Outcome
+    resolved: bool  # the review flag was cleared by this action
+    payment: Payment
+
+
 def report_status(
-    ctx: Context, payment_id: str, status: str, gateway_status: str | None, note: str
-) -> tuple[Payment, Decision]:
-    """Apply an operator's report (e.g. read off the gateway's dashboard) by the usual rules."""
+    ctx: Context,
+    payment_id: str,
+    status: str,
+    gateway_status: str | None,
+    note: str,
+    *,
+    resolve: bool = True,
+) -> ReviewAction:
+    """Apply an operator's report (e.g. read off the gateway's dashboard) by the usual rules.
+
+    A terminal status reported on a payment flagged for review also clears the flag in the
+    same transaction, when the rules took it (`resolve=False` keeps the flag).
+    """
     try:
         reported = Status(status)
     except ValueError:
@@ -71,9 +99,7 @@ def report_status(
         ) from None
     now = ctx.clock()
     with ctx.sessions.begin() as session:
-        payment = repository.any_payment(session, payment_id, for_update=True)
-        if payment is None:
-            raise NotFound(f"no payment {payment_id}")
+        payment = _locked(session, payment_id)
         decision = apply_report(
             session,
             payment,
@@ -83,28 +109,61 @@ def report_status(
             sched=ctx.scheduling(payment.gateway),
             detail={"note": note},
         )
-    return payment, decision
+        # Only when the status now is the one reported: a `failed` the rules refused on a
+        # captured payment leaves the conflict for a person to settle.
+        resolved = (
+            resolve
+            and reported.terminal
+            and payment.sync_state == SyncState.NEEDS_REVIEW
+            and payment.status == reported
+        )
+        if resolved:
+            _resolve(ctx, session, payment, note, now)
+    return ReviewAction(decision.outcome, resolved, payment)
 
 
-def resolve_review(ctx: Context, payment_id: str, note: str) -> Payment:
-    """Clear a review flag: settled if the status is terminal, else back on the schedule."""
+def resolve_review(ctx: Context, payment_id: str, note: str) -> ReviewAction:
+    """Clear a review flag: settled if the status is terminal, else back on the schedule.
+
+    A pending payment the gateway does not know would only be flagged again by its next
+    poll: it is refused, with the actions that close it (settle it, or refresh it once
+    its gateway id is right).
+    """
     now = ctx.clock()
     with ctx.sessions.begin() as session:
-        payment = repository.any_payment(session, payment_id, for_update=True)
-        if payment is None:
-            raise NotFound(f"no payment {payment_id}")
+        payment = _locked(session, payment_id)
         if payment.sync_state != SyncState.NEEDS_REVIEW:
             raise ValidationFailed(f"payment {payment_id} is not flagged for review")
-        review_reason = payment.review_reason
-        decide_and_store(payment, Resolved(), sched=ctx.scheduling(payment.gateway), now=now)
-        record_event(
-            session,
-            payment,
-            source=Source.ADMIN,
-            outcome=Outcome.RESOLVED,
-            from_status=Status(payment.status),
-            now=now,
-            detail={"note": note, "review_reason": review_reason},
-        )
-        payment.updated_at = now
+        if (
+            payment.review_code == ReviewReason.UNKNOWN_TO_GATEWAY
+            and not Status(payment.status).terminal
+        ):
+            raise Conflict(
+                f"the gateway does not know payment {payment_id}: its next poll would flag it "
+                "again. Settle it as canceled or failed (report that status with a note), or "
+                "refresh it if the gateway knows it now"
+            )
+        _resolve(ctx, session, payment, note, now)
+    return ReviewAction(Outcome.RESOLVED, True, payment)
+
+
+def _locked(session: Session, payment_id: str) -> Payment:
+    payment = repository.any_payment(session, payment_id, for_update=True)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id}")
     return payment
+
+
+def _resolve(ctx: Context, session: Session, payment: Payment, note: str, now: datetime) -> None:
+    review_reason, review_code = payment.review_reason, payment.review_code
+    decide_and_store(payment, Resolved(), sched=ctx.scheduling(payment.gateway), now=now)
+    record_event(
+        session,
+        payment,
+        source=Source.ADMIN,
+        outcome=Outcome.RESOLVED,
+        from_status=Status(payment.status),
+        now=now,
+        detail={"note": note, "review_reason": review_reason, "review_code": review_code},
+    )
+    payment.updated_at = now

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from reconciler.adapters import repository
 from reconciler.domain.backoff import Random, jittered
 from reconciler.domain.breaker import CircuitBreaker
+from reconciler.services import breaker_log
 from reconciler.services.completer import GroupCommit
 from reconciler.services.work import (
     Done,
@@ -304,14 +305,16 @@ class Engine:
             report.called += 1
             report.count(kind.name, target, outcome.label)
             if outcome.signal is Signal.TRIP:
-                breaker.trip(clock(), outcome.error)
+                if breaker.trip(clock(), outcome.error):
+                    breaker_log.opened(kind.name, target, breaker)
                 until = breaker.retry_at(clock(), self.rand)
                 self._hold(kind, row, until, outcome.error, clock(), report)
                 return
             if outcome.signal is Signal.FAILURE:
-                breaker.record_failure(clock(), outcome.error)
-            else:
-                breaker.record_success()
+                if breaker.record_failure(clock(), outcome.error):
+                    breaker_log.opened(kind.name, target, breaker)
+            elif breaker.record_success():
+                breaker_log.closed(kind.name, target)
             self._store(kind, row, outcome, clock(), report)
         except Exception:
             log.exception("storing a result failed", extra={"kind": kind.name})

@@ -37,7 +37,7 @@ def fetch(gateway: Gateway, gateway_payment_id: str) -> Answer:
     try:
         answer = gateway.fetch_payment(gateway_payment_id)
     except GatewayError as exc:
-        return exc
+        return _failed(gateway, "fetch", exc)
     except Exception as exc:  # a bug in an adapter must not kill the sweep
         log.exception("gateway adapter crashed", extra={"gateway": gateway.name})
         return TransientError(f"adapter error: {type(exc).__name__}")
@@ -68,10 +68,23 @@ def create(gateway: Gateway, request: CreateRequest) -> Answer:
     try:
         return gateway.create_payment(request)
     except GatewayError as exc:
-        return exc
+        return _failed(gateway, "create", exc)
     except Exception as exc:
         log.exception("gateway adapter crashed", extra={"gateway": gateway.name})
         return TransientError(f"adapter error: {type(exc).__name__}")
+
+
+def _failed(gateway: Gateway, call: str, exc: GatewayError) -> GatewayError:
+    """Log a call that did not get an answer (at WARNING: an outage must be heard)."""
+    if isinstance(exc, TransientError | AuthError):
+        log.warning(
+            "%s gateway call failed (%s): %s",
+            gateway.name,
+            call,
+            exc,
+            extra={"gateway": gateway.name, "call": call, "reason": str(exc)},
+        )
+    return exc
 
 
 def label(answer: Answer) -> str:

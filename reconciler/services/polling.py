@@ -194,9 +194,7 @@ def _signal(answer: Answer) -> Signal:
     if isinstance(answer, AuthError):
         log.error("gateway rejected our credentials; breaker opened", extra={"error": str(answer)})
         return Signal.TRIP
-    if isinstance(answer, TransientError):
-        if answer.response is None:
-            log.info("gateway call failed", extra={"error": str(answer)})
+    if isinstance(answer, TransientError):  # logged at WARNING where the call failed
         return Signal.FAILURE
     return Signal.SUCCESS
 

@@ -32,7 +32,7 @@ from reconciler.services import reliability
 from reconciler.services.merchants import create_merchant
 from reconciler.services.sweep import Sweeper
 
-TOKEN = "admin-test-token"
+TOKEN = "admin-test-token-long-enough-for-32-chars"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "reliability.png"
 
 

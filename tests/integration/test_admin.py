@@ -15,13 +15,13 @@ from reconciler.bootstrap import bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.services.merchants import create_merchant
 
-ADMIN = {"Authorization": "Bearer admin-test-token"}
+ADMIN = {"Authorization": "Bearer admin-test-token-that-is-long-enough"}
 
 
 @pytest.fixture
 def admin_client(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[FlaskClient]:
     ctx = bootstrap(
-        make_settings(db_url, simulator.url, admin_token="admin-test-token"),
+        make_settings(db_url, simulator.url, admin_token="admin-test-token-that-is-long-enough"),
         clock=clock,
         rand=random.Random(2).random,
     )
@@ -85,11 +85,17 @@ def test_an_operator_resolves_a_conflict_flagged_for_review(
         f"/admin/payments/{pid}/resolve", json={"note": "checked with the bank"}, headers=ADMIN
     )
     assert resolved.status_code == 200
-    assert resolved.json["sync"]["state"] == "settled"
-    assert resolved.json["review_reason"] is None
-    timeline = admin_client.get(
+    # One answer shape for report and resolve.
+    assert set(resolved.json) == set(conflict.json) == {"outcome", "resolved", "payment"}
+    assert (resolved.json["outcome"], resolved.json["resolved"]) == ("resolved", True)
+    assert conflict.json["resolved"] is False  # the rules refused `failed`: still in review
+    assert resolved.json["payment"]["sync"]["state"] == "settled"
+    assert resolved.json["payment"]["review_reason"] is None
+    timeline = admin_client.get(f"/admin/payments/{pid}/events", headers=ADMIN).json["data"]
+    merchants_view = admin_client.get(
         f"/v1/payments/{pid}/events", headers={"Authorization": f"Bearer {key}"}
     ).json["data"]
+    assert timeline == merchants_view
     assert [(e["source"], e["outcome"]) for e in timeline] == [
         ("api", "registered"),
         ("admin", "applied"),

@@ -19,7 +19,7 @@ from reconciler.entrypoints.app import create_app
 from reconciler.services.merchants import create_merchant
 from reconciler.services.sweep import Sweeper
 
-ADMIN = {"Authorization": "Bearer admin-token-for-tests"}
+ADMIN = {"Authorization": "Bearer admin-token-for-tests-of-gateway-accounts"}
 SECRET_A = "whsec_account_a_test_secret"
 SECRET_B = "whsec_account_b_test_secret"
 REVOKED_KEY = "sk_test_revoked_for_account_b"
@@ -286,7 +286,7 @@ def test_the_database_file_holds_no_credentials_or_secrets(
 def test_storing_a_secret_without_a_key_is_refused_in_one_line(
     db_url: str, fake: StripeFake, clock: FakeClock
 ) -> None:
-    settings = make_settings(db_url, admin_token="t", secrets_key="")
+    settings = make_settings(db_url, admin_token="t" * 32, secrets_key="")
     keyless = bootstrap(settings.replace(secrets_key=()), clock=clock)
     try:
         app: Flask = create_app(ctx=keyless)
@@ -299,7 +299,7 @@ def test_storing_a_secret_without_a_key_is_refused_in_one_line(
                 "credentials": {"api_key": SECRET_KEY},
                 "webhook_secret": SECRET_A,
             },
-            headers={"Authorization": "Bearer t"},
+            headers={"Authorization": "Bearer " + "t" * 32},
         )
     finally:
         keyless.close()

@@ -27,7 +27,7 @@ from reconciler.bootstrap import bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.services.merchants import create_merchant
 
-ADMIN = {"Authorization": "Bearer admin-test-token"}
+ADMIN = {"Authorization": "Bearer admin-test-token-that-is-long-enough"}
 ENDPOINT_URL = "http://127.0.0.1:9/hooks"  # nothing listens; no delivery is attempted here
 
 
@@ -60,7 +60,10 @@ class Service:
 def service(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[Service]:
     ctx = bootstrap(
         make_settings(
-            db_url, simulator.url, admin_token="admin-test-token", notify_allow_private=1
+            db_url,
+            simulator.url,
+            admin_token="admin-test-token-that-is-long-enough",
+            notify_allow_private=1,
         ),
         clock=clock,
         rand=random.Random(3).random,

@@ -17,7 +17,7 @@ from reconciler.services.errors import ValidationFailed
 from reconciler.services.retention import prune_notifications
 from reconciler.services.sweep import Sweeper
 
-TOKEN = "admin-test-token"
+TOKEN = "admin-test-token-that-is-long-enough"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 
 

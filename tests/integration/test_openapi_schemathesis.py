@@ -34,7 +34,7 @@ from reconciler.services.notifications import record_payment_event
 from reconciler.services.sweep import Sweeper
 
 MAX_EXAMPLES = 50
-ADMIN_TOKEN = "schemathesis-admin-token"  # test-only
+ADMIN_TOKEN = "schemathesis-admin-token-long-enough"  # test-only
 # Nothing listens here, and no sweep runs after the set-up: no delivery is attempted.
 ENDPOINT_URL = "http://127.0.0.1:9/hooks"
 

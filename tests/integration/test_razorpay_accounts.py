@@ -13,7 +13,7 @@ from support.fakes.razorpay_server import KEY_ID, KEY_SECRET, RazorpayFake
 
 from reconciler.bootstrap import Context, bootstrap
 
-ADMIN = {"Authorization": "Bearer admin-token-for-razorpay"}
+ADMIN = {"Authorization": "Bearer admin-token-for-razorpay-accounts-tests"}
 ACCOUNT_SECRET = "rzp-webhook-secret-of-the-account"
 
 

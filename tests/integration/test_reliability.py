@@ -24,7 +24,8 @@ from reconciler.services import reliability
 from reconciler.services.merchants import create_merchant
 from reconciler.services.sweep import Sweeper
 
-ADMIN = {"Authorization": "Bearer admin-test-token"}
+TOKEN = "admin-test-token-long-enough-for-32-chars"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 SIM = "/admin/gateway_accounts/default-simulator/reliability"
 # The known distribution: webhook delays log-normal, median 3 s, sigma 0.8.
 MEDIAN_S, SIGMA = 3.0, 0.8
@@ -44,7 +45,10 @@ def known_delays(n: int) -> list[float]:
 @pytest.fixture
 def auto(db_url: str, simulator: Simulator, clock: FakeClock) -> Iterator[Context]:
     settings = make_settings(
-        db_url, simulator.url, admin_token="admin-test-token", poll_first_delay_s="auto"
+        db_url,
+        simulator.url,
+        admin_token="admin-test-token-long-enough-for-32-chars",
+        poll_first_delay_s="auto",
     )
     context = bootstrap(settings, clock=clock, rand=random.Random(1).random)
     yield context
@@ -231,7 +235,7 @@ def test_the_operators_page_shows_a_panel_per_account_with_its_chart(
         clock.advance(3600)
     reliability.flush(auto)
     reliability.refresh(auto)
-    assert admin.post("/admin/ui/sign-in", data={"token": "admin-test-token"}).status_code == 303
+    assert admin.post("/admin/ui/sign-in", data={"token": TOKEN}).status_code == 303
     page = admin.get("/admin/ui/").get_data(as_text=True)
     assert 'data-testid="reliability-default-simulator"' in page
     assert "auto: the observed quantile of terminal webhook delays" in page
