@@ -13,7 +13,6 @@ here they are one table and a loop, with no dependency for the runtime to carry.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import types
 import typing
@@ -23,6 +22,18 @@ from typing import Any
 
 from reconciler import config_checks as checks
 from reconciler.config_auto import auto_env, auto_gateways, without_auto
+from reconciler.config_parts import (
+    NOTIFY_LEASE_MARGIN_S as NOTIFY_LEASE_MARGIN_S,
+)
+from reconciler.config_parts import (
+    POLICY_VARIABLES,
+    NotifySettings,
+    Secrets,
+    number,
+    policy_env,
+    policy_from,
+)
+from reconciler.config_parts import GatewayConfig as GatewayConfig
 from reconciler.domain.delivery import DeliveryPolicy
 from reconciler.domain.policy import PollPolicy
 
@@ -32,63 +43,10 @@ GATEWAYS = ("simulator", "stripe", "razorpay")
 # The Stripe API version the adapter's field mapping was written against.
 STRIPE_API_VERSION = "2024-06-20"
 
-# PollPolicy attribute -> variable suffix; `RECONCILER_POLL_*` for all gateways,
-# `RECONCILER_<GATEWAY>_POLL_*` for one.
-POLICY_VARIABLES = {
-    "first_delay": "POLL_FIRST_DELAY_S",
-    "base_delay": "POLL_BASE_DELAY_S",
-    "factor": "POLL_FACTOR",
-    "max_delay": "POLL_MAX_DELAY_S",
-    "give_up_after": "POLL_GIVE_UP_AFTER_S",
-    "retry_first": "POLL_RETRY_FIRST_S",
-    "abandon_after": "POLL_ABANDON_AFTER_S",
-}
-
 
 def setting(default: Any, help: str, *, env: str | None = None) -> Any:
     """Declare a setting: its default, its help line and (when not the field name) its variable."""
     return field(default=default, metadata={"help": help, "env": env})
-
-
-@dataclass(frozen=True)
-class GatewayConfig:
-    """One gateway's address and credentials; `enabled` is False when credentials are unset."""
-
-    name: str
-    api_base: str | None = None
-    api_key: str | None = None  # stripe secret key, or razorpay key id
-    api_secret: str | None = None  # razorpay key secret
-    webhook_secrets: tuple[str, ...] = ()
-    api_version: str | None = None  # stripe: the Stripe-Version header
-
-    @property
-    def enabled(self) -> bool:
-        if self.name == "simulator":
-            return bool(self.api_base)
-        if self.name == "stripe":
-            return bool(self.api_key)
-        return bool(self.api_key and self.api_secret)
-
-
-Secrets = tuple[str, ...]
-
-# A delivery attempt ends by its timeout (the sender's deadline); its lease must outlast
-# it by this much (reading what to send, the watchdog's latency, storing the result).
-NOTIFY_LEASE_MARGIN_S = 5.0
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    """How deliveries to merchants' endpoints are retried, timed out and allowed to go."""
-
-    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
-    timeout_s: float = 15.0
-    allow_private: bool = False
-    concurrency: int = 16  # delivery attempts in flight per process, across endpoints
-    max_in_flight_per_endpoint: int = 4  # so one slow endpoint cannot take every slot
-    max_in_flight_per_merchant: int = 4  # so one merchant cannot take every slot
-    max_endpoints: int = 16  # per merchant: one event fans out to each
-    disable_after_s: float = 5 * 24 * 3600.0  # an endpoint failing this long is disabled
 
 
 @dataclass(frozen=True)
@@ -285,11 +243,11 @@ class Settings:
             raw = env.get(spec.env)
             if raw not in (None, ""):
                 values[spec.name] = spec.parse(raw)
-        values["poll"] = _policy(env, "", PollPolicy())
+        values["poll"] = policy_from(env, "", PollPolicy())
         values["policies"] = {
             gw: policy
             for gw in GATEWAYS
-            if (policy := _policy(env, f"{gw.upper()}_", values["poll"])) != values["poll"]
+            if (policy := policy_from(env, f"{gw.upper()}_", values["poll"])) != values["poll"]
         }
         if "log_level" in values:
             values["log_level"] = values["log_level"].upper()
@@ -303,10 +261,10 @@ class Settings:
             if (value := getattr(self, spec.name)) != spec.default
         }
         if self.poll != PollPolicy():
-            env.update(_policy_env("", self.poll))
+            env.update(policy_env("", self.poll))
         for gw, policy in self.policies.items():
             if policy != self.poll:
-                env.update(_policy_env(f"{gw.upper()}_", policy))
+                env.update(policy_env(f"{gw.upper()}_", policy))
         return env | auto_env(PREFIX, self.first_delay_auto, GATEWAYS)
 
     def child_env(self, base: Mapping[str, str] | None = None, **changes: Any) -> dict[str, str]:
@@ -345,7 +303,7 @@ class Spec:
             except ValueError:
                 raise ConfigError(f"{self.env} must be an integer, got {raw!r}") from None
         if self.kind is float:
-            return _number(self.env, raw)
+            return number(self.env, raw)
         if self.kind is tuple:
             # Several comma-separated secrets are accepted while a key is being rotated.
             return tuple(s.strip() for s in raw.split(",") if s.strip())
@@ -395,36 +353,6 @@ def _specs() -> tuple[Spec, ...]:
         env = PREFIX + (f.metadata["env"] or f.name.upper())
         specs.append(Spec(f.name, env, kind, optional, f.default, f.metadata["help"]))
     return tuple(specs)
-
-
-def _number(env: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    # float() also accepts "nan" and "inf", from which no delay or schedule can be built.
-    if not math.isfinite(value):
-        raise ConfigError(f"{env} must be a number, got {raw!r}")
-    return value
-
-
-def _policy(env: Mapping[str, str], prefix: str, fallback: PollPolicy) -> PollPolicy:
-    values = {}
-    for attr, suffix in POLICY_VARIABLES.items():
-        name = f"{PREFIX}{prefix}{suffix}"
-        raw = env.get(name)
-        values[attr] = getattr(fallback, attr) if raw in (None, "") else _number(name, raw)
-    try:
-        return PollPolicy(**values)
-    except ValueError as exc:
-        raise ConfigError(f"poll policy {PREFIX}{prefix}POLL_*: {exc}") from None
-
-
-def _policy_env(prefix: str, policy: PollPolicy) -> dict[str, str]:
-    return {
-        f"{PREFIX}{prefix}{suffix}": repr(float(getattr(policy, attr)))
-        for attr, suffix in POLICY_VARIABLES.items()
-    }
 
 
 _SPECS = _specs()
