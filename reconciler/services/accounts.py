@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from reconciler.adapters import repository
 from reconciler.adapters.models import DEFAULT_ACCOUNT, GatewayAccount, Merchant
 from reconciler.config import GATEWAYS
+from reconciler.services import merchants
 from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, GatewayUnavailable, NotFound, ValidationFailed
 from reconciler.services.secrets import seal
@@ -192,10 +193,4 @@ def _default(ctx: Context, gateway: str, *, several: bool = False) -> str:
 def merchant_named(ctx: Context, name_or_id: str) -> str:
     """Return the id of the one merchant with this id or name."""
     with ctx.read() as session:
-        found = repository.merchants_named(session, name_or_id)
-    if not found:
-        raise NotFound(f"no merchant named {name_or_id!r}")
-    if len(found) > 1:
-        ids = ", ".join(m.id for m in found)
-        raise ValidationFailed(f"several merchants are named {name_or_id!r} ({ids}): use an id")
-    return found[0].id
+        return merchants.one_named(session, name_or_id).id

@@ -6,11 +6,13 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from reconciler.adapters import repository
 from reconciler.adapters.models import Merchant
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, ValidationFailed
-from reconciler.services.payments import new_id
+from reconciler.services.ids import new_id
 
 # How long a rotated-out key keeps working, so clients can switch without an outage.
 ROTATION_GRACE = timedelta(hours=24)
@@ -57,13 +59,7 @@ def rotate_key(
         raise ValidationFailed("the grace period must not be negative")
     api_key = _new_key()
     with ctx.sessions.begin() as session:
-        found = repository.merchants_named(session, name_or_id)
-        if not found:
-            raise NotFound(f"no merchant named {name_or_id!r}")
-        if len(found) > 1:
-            ids = ", ".join(m.id for m in found)
-            raise ValidationFailed(f"several merchants are named {name_or_id!r} ({ids}): use an id")
-        (merchant,) = found
+        merchant = one_named(session, name_or_id)
         if grace:
             merchant.previous_key_hash = merchant.api_key_hash
             merchant.previous_key_expires_at = ctx.clock() + grace
@@ -92,3 +88,14 @@ def authenticate(ctx: Context, api_key: str) -> Merchant | None:
     if merchant is not None:
         ctx.keys.put(key_hash, merchant, now, generation)
     return merchant
+
+
+def one_named(session: Session, name_or_id: str) -> Merchant:
+    """Return the one merchant with this id or name; refuse none and several."""
+    found = repository.merchants_named(session, name_or_id)
+    if not found:
+        raise NotFound(f"no merchant named {name_or_id!r}")
+    if len(found) > 1:
+        ids = ", ".join(m.id for m in found)
+        raise ValidationFailed(f"several merchants are named {name_or_id!r} ({ids}): use an id")
+    return found[0]

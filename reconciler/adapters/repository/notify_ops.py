@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     Table,
@@ -29,14 +29,9 @@ EndpointHealth = tuple[WebhookEndpoint, int, int]  # (endpoint, pending, failed 
 OperatorDelivery = tuple[NotificationDelivery, str, str, str]  # (+ type, payment, merchant)
 
 
-def endpoints_by_health(
-    session: Session, *, status: str | None, limit: int
-) -> list[EndpointHealth]:
-    """Endpoints of every merchant, with their pending and failed deliveries.
-
-    `disabled`: switched off (by the merchant, a 410 or the failing period); `failing`:
-    enabled, with every attempt failing since `failing_since`. Longest failing first.
-    """
+def _with_health(status: str | None) -> Any:
+    """Endpoints (not deleted, of `status`: disabled / failing / any) with their pending and
+    failed deliveries."""
     pending = func.count().filter(NotificationDelivery.status == "pending")
     failed = func.count().filter(NotificationDelivery.status == "failed")
     stmt = (
@@ -46,11 +41,23 @@ def endpoints_by_health(
         .group_by(WebhookEndpoint.id)
     )
     if status == "disabled":
-        stmt = stmt.where(WebhookEndpoint.status == "disabled")
-    elif status == "failing":
-        stmt = stmt.where(
+        return stmt.where(WebhookEndpoint.status == "disabled")
+    if status == "failing":
+        return stmt.where(
             WebhookEndpoint.status == "enabled", WebhookEndpoint.failing_since.is_not(None)
         )
+    return stmt
+
+
+def endpoints_by_health(
+    session: Session, *, status: str | None, limit: int
+) -> list[EndpointHealth]:
+    """Endpoints of every merchant, with their pending and failed deliveries.
+
+    `disabled`: switched off (by the merchant, a 410 or the failing period); `failing`:
+    enabled, with every attempt failing since `failing_since`. Longest failing first.
+    """
+    stmt = _with_health(status)
     stmt = stmt.order_by(
         WebhookEndpoint.failing_since.is_(None),
         WebhookEndpoint.failing_since,
@@ -65,20 +72,7 @@ def endpoints_by_merchant(
 ) -> list[EndpointHealth]:
     """One page of every merchant's endpoints, by merchant then id (keyset: `after` is the
     last row's (merchant id, endpoint id)), with their pending and failed deliveries."""
-    pending = func.count().filter(NotificationDelivery.status == "pending")
-    failed = func.count().filter(NotificationDelivery.status == "failed")
-    stmt = (
-        select(WebhookEndpoint, pending, failed)
-        .outerjoin(NotificationDelivery, NotificationDelivery.endpoint_id == WebhookEndpoint.id)
-        .where(WebhookEndpoint.deleted_at.is_(None))
-        .group_by(WebhookEndpoint.id)
-    )
-    if status == "disabled":
-        stmt = stmt.where(WebhookEndpoint.status == "disabled")
-    elif status == "failing":
-        stmt = stmt.where(
-            WebhookEndpoint.status == "enabled", WebhookEndpoint.failing_since.is_not(None)
-        )
+    stmt = _with_health(status)
     if after is not None:
         stmt = stmt.where(tuple_(WebhookEndpoint.merchant_id, WebhookEndpoint.id) > tuple_(*after))
     stmt = stmt.order_by(WebhookEndpoint.merchant_id, WebhookEndpoint.id)
