@@ -53,6 +53,11 @@ rotate-dev-key: $(RUNTIME)
 test: $(STAMP) browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Refresh the committed screenshots in docs/img (a plain `make test` writes them to build/).
+.PHONY: screenshots
+screenshots: $(STAMP) browser
+	SCREENSHOTS_DIR=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/e2e/test_admin_ui.py tests/e2e/test_reliability_panel.py
+
 # Debian's chromium for the browser tests (tests/e2e/test_admin_ui.py): installed when root
 # (as CI runs); otherwise those tests skip and say how to install it.
 .PHONY: browser
