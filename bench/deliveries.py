@@ -38,6 +38,7 @@ from bench.common import postgres, say
 from reconciler.adapters.models import NotificationDelivery, NotificationEvent
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.config import Settings
+from reconciler.demo.stack import STACK_SECRETS_KEY
 from reconciler.entrypoints.commands import upgrade
 from reconciler.entrypoints.scheduler import SweepJob
 from reconciler.services.endpoints import create_endpoint
@@ -104,6 +105,7 @@ def _settings(db_url: str, per_merchant: int = CONCURRENCY) -> Settings:
             "RECONCILER_NOTIFY_MAX_IN_FLIGHT_PER_MERCHANT": str(per_merchant),
             "RECONCILER_NOTIFY_TIMEOUT_S": str(TIMEOUT_S),
             "RECONCILER_SWEEP_INTERVAL_S": "1",
+            "RECONCILER_SECRETS_KEY": STACK_SECRETS_KEY,  # endpoint secrets are sealed
         }
     )
 

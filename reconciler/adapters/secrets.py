@@ -31,6 +31,9 @@ def is_sealed(stored: str) -> bool:
     return stored.startswith(PREFIX)
 
 
+OPENED_KEPT = 4096  # opened secrets kept in memory at most
+
+
 class SecretBox:
     """Seal and open secrets with the configured keys; without keys nothing can be sealed."""
 
@@ -45,6 +48,9 @@ class SecretBox:
                     "(32 url-safe base64-encoded bytes; `reconciler secrets new-key` makes one)"
                 ) from None
         self._fernet = MultiFernet(fernets) if fernets else None
+        # What sealed values opened to, so a delivery does not decrypt its endpoint's secret
+        # on every attempt (bounded: endpoints are few; the keys never change in a process).
+        self._opened: dict[str, str] = {}
 
     @property
     def enabled(self) -> bool:
@@ -66,12 +72,19 @@ class SecretBox:
         """Return the secret a stored value holds (a clear value of an earlier version as is)."""
         if not is_sealed(stored):
             return stored
+        known = self._opened.get(stored)
+        if known is not None:
+            return known
         try:
-            return self._keys().decrypt(stored[len(PREFIX) :].encode()).decode()
+            secret = self._keys().decrypt(stored[len(PREFIX) :].encode()).decode()
         except InvalidToken:
             raise SecretsUnavailable(
                 "a stored secret was encrypted with a key that is not in RECONCILER_SECRETS_KEY"
             ) from None
+        if len(self._opened) >= OPENED_KEPT:
+            self._opened.clear()
+        self._opened[stored] = secret
+        return secret
 
     def open_all(self, stored: Iterable[str]) -> tuple[str, ...]:
         return tuple(self.open(value) for value in stored)

@@ -85,7 +85,7 @@ def record_payment_event(
     return event
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
+def signing_secrets(endpoint: WebhookEndpoint | Any, now: datetime) -> tuple[str, ...]:
     """The secrets a delivery is signed with: the current one, and the previous one for 24 h."""
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret and expires is not None and now < expires:
@@ -106,29 +106,26 @@ class DeliveryJob:
     secrets: tuple[str, ...]
 
 
-def event_body(event: NotificationEvent) -> bytes:
+def event_body(event: NotificationEvent | Any) -> bytes:
     """Serialise an event's payload as it is sent and signed."""
     return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def delivery_job(session: Session, delivery_id: str, *, now: datetime) -> DeliveryJob | None:
     """Load what to send for a pending delivery; None when there is nothing to attempt."""
-    found = repository.delivery_with_target(session, delivery_id)
-    if found is None:
+    found = repository.delivery_target(session, delivery_id)
+    if found is None or found.delivery_status != DeliveryStatus.PENDING.value:
         return None
-    delivery, event, endpoint = found
-    if delivery.status != DeliveryStatus.PENDING.value:
-        return None
-    if endpoint.status != "enabled" or endpoint.deleted_at is not None:
+    if found.endpoint_status != "enabled" or found.deleted_at is not None:
         return None  # switched off while the row was due: its store fails it
     return DeliveryJob(
-        delivery_id=delivery.id,
-        endpoint_id=endpoint.id,
-        payment_id=event.payment_id,
-        event_id=event.id,
-        url=endpoint.url,
-        body=event_body(event),
-        secrets=signing_secrets(endpoint, now),
+        delivery_id=delivery_id,
+        endpoint_id=found.endpoint_id,
+        payment_id=found.payment_id,
+        event_id=found.event_id,
+        url=found.url,
+        body=event_body(found),
+        secrets=signing_secrets(found, now),
     )
 
 

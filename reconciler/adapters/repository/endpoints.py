@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    Row,
+    bindparam,
     func,
     select,
     tuple_,
@@ -145,18 +148,30 @@ def endpoint_delivery(
     return None if row is None else (row[0], row[1], row[2])
 
 
-def delivery_with_target(
-    session: Session, delivery_id: str
-) -> tuple[NotificationDelivery, NotificationEvent, WebhookEndpoint] | None:
-    """A delivery with the event it carries and the endpoint it goes to."""
-    stmt = (
-        select(NotificationDelivery, NotificationEvent, WebhookEndpoint)
-        .join(NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id)
-        .join(WebhookEndpoint, WebhookEndpoint.id == NotificationDelivery.endpoint_id)
-        .where(NotificationDelivery.id == delivery_id)
+_TARGET = (
+    select(
+        NotificationDelivery.status.label("delivery_status"),
+        NotificationEvent.id.label("event_id"),
+        NotificationEvent.payment_id,
+        NotificationEvent.payload,
+        WebhookEndpoint.id.label("endpoint_id"),
+        WebhookEndpoint.status.label("endpoint_status"),
+        WebhookEndpoint.deleted_at,
+        WebhookEndpoint.url,
+        WebhookEndpoint.secret,
+        WebhookEndpoint.previous_secret,
+        WebhookEndpoint.previous_secret_expires_at,
     )
-    row = session.execute(stmt).first()
-    return None if row is None else (row[0], row[1], row[2])
+    .join(NotificationEvent, NotificationEvent.id == NotificationDelivery.event_id)
+    .join(WebhookEndpoint, WebhookEndpoint.id == NotificationDelivery.endpoint_id)
+    .where(NotificationDelivery.id == bindparam("delivery_id"))
+)
+
+
+def delivery_target(session: Session, delivery_id: str) -> Row[Any] | None:
+    """What an attempt needs, in one row: the delivery's status, its event's payload, and
+    its endpoint's state, address and (sealed) secrets."""
+    return session.connection().execute(_TARGET, {"delivery_id": delivery_id}).first()
 
 
 def halt_pending_deliveries(session: Session, endpoint_id: str, *, reason: str) -> int:
