@@ -19,19 +19,19 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository, wakeups
-from reconciler.adapters.models import WebhookEndpoint
 from reconciler.adapters.notify.sender import Sender, new_sender
 from reconciler.config import NOTIFY_LEASE_MARGIN_S
 from reconciler.domain.delivery import (
     DeliveryOutcome,
     DeliveryRow,
     DeliveryStatus,
+    DeliveryUpdate,
     decide_delivery,
     describe_failure,
 )
 from reconciler.services.context import Context
 from reconciler.services.engine import TARGET_BUSY
-from reconciler.services.notifications import delivery_job, disable_endpoint, store_attempt
+from reconciler.services.notifications import delivery_job, disable_endpoint
 from reconciler.services.work import Done, Outcome, Signal
 
 log = logging.getLogger(__name__)
@@ -115,15 +115,19 @@ class Deliveries:
         kept = [False] * len(done)
         for index in sorted(range(len(done)), key=lambda i: (done[i].row.endpoint_id, i)):
             item = done[index]
-            if not repository.release_lease(session, self.queue, item.row.id, owner):
+            found = repository.leased_attempt(session, item.row.id, owner)
+            if found is None:
                 if item.outcome is not None:
                     self._lost(item.row)
                 continue
             kept[index] = True
-            if item.hold is not None:
-                self._hold(session, item.row, item.hold.until, item.hold.why, item.now)
+            if found.status != DeliveryStatus.PENDING.value:
+                # Failed by a disable or a delete while the attempt was out: just the lease.
+                repository.finish_attempt(session, item.row.id, {})
+            elif item.hold is not None:
+                self._hold(session, item.row, found, item.hold.until, item.hold.why, item.now)
             elif item.outcome is not None:
-                self._store(session, item.row, item.outcome.result, item.now)
+                self._store(session, item.row, found, item.outcome.result, item.now)
         return kept
 
     def _attempt(self, row: DeliveryLease) -> Result:
@@ -137,26 +141,19 @@ class Deliveries:
         secrets = self.ctx.secrets.open_all(job.secrets)  # stored sealed
         return self.sender.send(job.url, event_id=job.event_id, body=job.body, secrets=secrets)
 
-    def _store(self, session: Session, row: DeliveryLease, result: Result, now: datetime) -> None:
+    def _store(
+        self, session: Session, row: DeliveryLease, found: Row[Any], result: Result, now: datetime
+    ) -> None:
         with self._lock:
             payment_id = self._payments.pop(row.id, None)
-        delivery = repository.delivery_for_update(session, row.id)
-        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
-            return  # failed by a disable or a delete while the attempt was out
-        # Lock the endpoint before the delivery row changes again. The engine's release
-        # of the lease already updated that row in this transaction, and PostgreSQL
-        # re-checks the foreign keys of a row updated twice (KEY SHARE on the endpoint):
-        # upgrading that lock to FOR UPDATE afterwards deadlocks two stores of one endpoint.
-        endpoint = repository.endpoint_for_update(session, delivery.endpoint_id)
-        off = _switched_off(endpoint)
+        off = _switched_off(found)
         if isinstance(result, Skipped):
-            if off is not None:  # nothing was sent: the endpoint is off, the row fails
-                delivery.status = DeliveryStatus.FAILED.value
-                delivery.next_attempt_at = None
-                delivery.last_error = off
+            failed = {"status": DeliveryStatus.FAILED.value, "next_attempt_at": None}
+            # Nothing was sent: with the endpoint off the row fails, else it waits its turn.
+            repository.finish_attempt(session, row.id, {**failed, "last_error": off} if off else {})
             return
         update = decide_delivery(
-            DeliveryRow(delivery.attempts, delivery.last_delay_s, delivery.give_up_at),
+            DeliveryRow(found.attempts, found.last_delay_s, found.give_up_at),
             result,
             now=now,
             policy=self.settings.policy,
@@ -168,19 +165,33 @@ class Deliveries:
             update = replace(
                 update, status=DeliveryStatus.FAILED, next_attempt_at=None, last_error=off
             )
-        store_attempt(session, delivery, update, now=now)
-        delivery.requested_at = None
-        if off is None:
-            self._track_endpoint(
-                session, delivery.endpoint_id, update.status, update.last_error, now
-            )
+        repository.finish_attempt(
+            session,
+            row.id,
+            {
+                "status": update.status.value,
+                "attempts": update.attempts,
+                "next_attempt_at": update.next_attempt_at,
+                "last_attempt_at": update.last_attempt_at,
+                "last_response_status": update.last_response_status,
+                "last_error": update.last_error,
+                "last_delay_s": update.last_delay_s,
+                "delivered_at": update.delivered_at,
+                "requested_at": None,
+            },
+        )
+        wakeups.note_due(session, update.next_attempt_at)
+        if update.disable_endpoint is not None:
+            disable_endpoint(session, row.endpoint_id, reason=update.disable_endpoint, now=now)
+        elif off is None:
+            self._track_endpoint(session, row.endpoint_id, found, update, now)
         log.log(
             logging.INFO if update.status is not DeliveryStatus.FAILED else logging.WARNING,
             "delivery attempted",
             extra={
-                "delivery_id": delivery.id,
-                "endpoint_id": delivery.endpoint_id,
-                "event_id": delivery.event_id,
+                "delivery_id": row.id,
+                "endpoint_id": row.endpoint_id,
+                "event_id": row.event_id,
                 "payment_id": payment_id,
                 "attempt": update.attempts,
                 "status": update.status.value,
@@ -194,60 +205,66 @@ class Deliveries:
         self,
         session: Session,
         endpoint_id: str,
-        status: DeliveryStatus,
-        error: str | None,
+        found: Row[Any],
+        update: DeliveryUpdate,
         now: datetime,
     ) -> None:
         """Note the endpoint's last error and since when it fails; disable it after the period."""
-        endpoint = repository.endpoint_for_update(session, endpoint_id)
-        if endpoint is None or endpoint.status != "enabled":
+        if update.status is DeliveryStatus.DELIVERED:
+            if found.failing_since is not None or found.endpoint_error is not None:
+                healthy = {"failing_since": None, "last_error": None}
+                repository.note_endpoint_health(session, endpoint_id, healthy)
             return
-        if status is DeliveryStatus.DELIVERED:
-            if endpoint.failing_since is not None or endpoint.last_error is not None:
-                endpoint.failing_since = None
-                endpoint.last_error = None
-            return
-        endpoint.last_error, endpoint.last_error_at = error, now
-        if endpoint.failing_since is None:
-            endpoint.failing_since = now
-        elif now - endpoint.failing_since >= timedelta(seconds=self.settings.disable_after_s):
+        since = found.failing_since or now
+        if now - since >= timedelta(seconds=self.settings.disable_after_s):
             days = self.settings.disable_after_s / 86400
             reason = f"every delivery failed for {days:g} days"
             log.warning("endpoint disabled", extra={"endpoint_id": endpoint_id, "reason": reason})
             disable_endpoint(session, endpoint_id, reason=reason, now=now)
+            return
+        failing = {"last_error": update.last_error, "last_error_at": now, "failing_since": since}
+        repository.note_endpoint_health(session, endpoint_id, failing)
 
     def _hold(
-        self, session: Session, row: DeliveryLease, until: datetime, why: str, now: datetime
+        self,
+        session: Session,
+        row: DeliveryLease,
+        found: Row[Any],
+        until: datetime,
+        why: str,
+        now: datetime,
     ) -> None:
-        delivery = repository.delivery_for_update(session, row.id)
-        if delivery is None or delivery.status != DeliveryStatus.PENDING.value:
-            return
         if why == TARGET_BUSY:
             # The endpoint is busy, not failing: the row keeps its turn, past the deadline
             # too (the attempt then decides; a failure after the deadline is final).
-            delivery.next_attempt_at = until
+            repository.finish_attempt(session, row.id, {"next_attempt_at": until})
             wakeups.note_due(session, until)
             return
-        if now >= delivery.give_up_at:
+        if now >= found.give_up_at:
             # Held at its deadline by an open breaker: capping the hold at the deadline
             # would make the row due again at once, claimed and held on every tick.
-            delivery.status = DeliveryStatus.FAILED.value
-            delivery.next_attempt_at = None
-            delivery.last_error = f"gave up: endpoint {why}"
+            gave_up = {
+                "status": DeliveryStatus.FAILED.value,
+                "next_attempt_at": None,
+                "last_error": f"gave up: endpoint {why}",
+            }
+            repository.finish_attempt(session, row.id, gave_up)
             log.warning(
                 "delivery gave up",
                 extra={
-                    "delivery_id": delivery.id,
-                    "endpoint_id": delivery.endpoint_id,
-                    "event_id": delivery.event_id,
-                    "payment_id": repository.event_payment_id(session, delivery.event_id),
+                    "delivery_id": row.id,
+                    "endpoint_id": row.endpoint_id,
+                    "event_id": row.event_id,
+                    "payment_id": repository.event_payment_id(session, row.event_id),
                     "reason": why,
                 },
             )
             return
-        delivery.next_attempt_at = min(until, delivery.give_up_at)
-        wakeups.note_due(session, delivery.next_attempt_at)
-        delivery.last_error = f"endpoint {why}"
+        at = min(until, found.give_up_at)
+        repository.finish_attempt(
+            session, row.id, {"next_attempt_at": at, "last_error": f"endpoint {why}"}
+        )
+        wakeups.note_due(session, at)
 
     def _lost(self, row: DeliveryLease) -> None:
         with self._lock:
@@ -263,12 +280,12 @@ class Deliveries:
         )
 
 
-def _switched_off(endpoint: WebhookEndpoint | None) -> str | None:
+def _switched_off(found: Row[Any]) -> str | None:
     """Say why an endpoint gets nothing more (deleted, disabled), or None when it is on."""
-    if endpoint is None or endpoint.deleted_at is not None:
+    if found.deleted_at is not None:
         return "endpoint deleted"
-    if endpoint.status != "enabled":
-        return f"endpoint disabled: {endpoint.disabled_reason or 'by the merchant'}"
+    if found.endpoint_status != "enabled":
+        return f"endpoint disabled: {found.disabled_reason or 'by the merchant'}"
     return None
 
 

@@ -1,8 +1,9 @@
 """The notification outbox: record a payment's event and its deliveries; load and store attempts.
 
-`record_payment_event` runs in the transaction that changes the payment, so no change
-commits without its notification and a crash loses none. Deliveries are then rows due
-at a time, attempted by the engine: `delivery_job` says what to send, `store_attempt`
+Events and their deliveries are written by `services.changes` in the transaction that
+changes the payment, so no change commits without its notification and a crash loses
+none. Deliveries are then rows due
+at a time, attempted by the engine: `delivery_job` says what to send, `services.delivery`
 keeps what `domain.delivery.decide_delivery` decided.
 """
 
@@ -16,73 +17,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from reconciler.adapters import repository, wakeups
+from reconciler.adapters import repository
 from reconciler.adapters.models import (
-    NotificationDelivery,
     NotificationEvent,
-    Payment,
     WebhookEndpoint,
 )
 from reconciler.domain.delivery import (
-    DeliveryPolicy,
     DeliveryStatus,
-    DeliveryUpdate,
-    first_attempt_at,
-    give_up_deadline,
 )
-from reconciler.domain.times import rfc3339
-from reconciler.services.ids import new_id
 
 log = logging.getLogger(__name__)
-
-
-def record_payment_event(
-    session: Session,
-    payment: Payment,
-    event_type: str,
-    *,
-    now: datetime,
-    resource: dict[str, Any],
-    policy: DeliveryPolicy,
-) -> NotificationEvent:
-    """Write the payment's next event and one due delivery per matching enabled endpoint.
-
-    The caller holds the payment's row lock and commits; `resource` is the payment as
-    `GET /v1/payments/{id}` shows it after the change.
-    """
-    payment.notification_sequence = (payment.notification_sequence or 0) + 1
-    event_id = new_id("evt")
-    event = NotificationEvent(
-        id=event_id,
-        payment_id=payment.id,
-        merchant_id=payment.merchant_id,
-        type=event_type,
-        sequence=payment.notification_sequence,
-        created_at=now,
-        payload={
-            "id": event_id,
-            "type": event_type,
-            "created_at": rfc3339(now),
-            "sequence": payment.notification_sequence,
-            "data": resource,
-        },
-    )
-    session.add(event)
-    for endpoint in repository.enabled_endpoints(session, payment.merchant_id):
-        if event_type in endpoint.events:
-            session.add(
-                NotificationDelivery(
-                    id=new_id("del"),
-                    event_id=event_id,
-                    endpoint_id=endpoint.id,
-                    status=DeliveryStatus.PENDING.value,
-                    attempts=0,
-                    next_attempt_at=first_attempt_at(policy, now),
-                    created_at=now,
-                    give_up_at=give_up_deadline(policy, now),
-                )
-            )
-    return event
 
 
 def signing_secrets(endpoint: WebhookEndpoint | Any, now: datetime) -> tuple[str, ...]:
@@ -127,25 +71,6 @@ def delivery_job(session: Session, delivery_id: str, *, now: datetime) -> Delive
         body=event_body(found),
         secrets=signing_secrets(found, now),
     )
-
-
-def store_attempt(
-    session: Session, delivery: NotificationDelivery, update: DeliveryUpdate, *, now: datetime
-) -> None:
-    """Keep one attempt's decision on the row (lease cleared); disable the endpoint if told."""
-    delivery.status = update.status.value
-    delivery.attempts = update.attempts
-    delivery.next_attempt_at = update.next_attempt_at
-    delivery.last_attempt_at = update.last_attempt_at
-    delivery.last_response_status = update.last_response_status
-    delivery.last_error = update.last_error
-    delivery.last_delay_s = update.last_delay_s
-    delivery.delivered_at = update.delivered_at
-    delivery.lease_owner = None
-    delivery.lease_expires_at = None
-    wakeups.note_due(session, update.next_attempt_at)
-    if update.disable_endpoint is not None:
-        disable_endpoint(session, delivery.endpoint_id, reason=update.disable_endpoint, now=now)
 
 
 def disable_endpoint(session: Session, endpoint_id: str, *, reason: str, now: datetime) -> None:

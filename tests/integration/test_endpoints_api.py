@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
+from support.outbox import record_payment_event
 from support.simulator import Simulator
 
 from reconciler.adapters import repository
@@ -20,7 +21,7 @@ from reconciler.bootstrap import Context, bootstrap
 from reconciler.entrypoints.app import create_app
 from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.merchants import create_merchant
-from reconciler.services.notifications import record_payment_event, signing_secrets
+from reconciler.services.notifications import signing_secrets
 
 RESOURCE_FIELDS = {
     "id", "url", "events", "description", "status", "disabled_reason", "last_error",

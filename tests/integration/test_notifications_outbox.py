@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 from support.app import MerchantAuth, make_settings, register_payment
 from support.clock import FakeClock
+from support.outbox import record_payment_event
 from support.receiver import Receiver, run_receiver
 from support.simulator import Simulator
 
@@ -22,14 +24,12 @@ from reconciler.adapters.models import NotificationDelivery, NotificationEvent, 
 from reconciler.adapters.notify.destinations import DestinationGuard, pinned_session
 from reconciler.adapters.notify.sender import Sender
 from reconciler.bootstrap import Context, bootstrap
-from reconciler.domain.delivery import DeliveryRow, decide_delivery
 from reconciler.entrypoints.schemas import payment_resource as payment_json
+from reconciler.services.delivery import Deliveries
 from reconciler.services.notifications import (
-    delivery_job,
     disable_endpoint,
-    record_payment_event,
-    store_attempt,
 )
+from reconciler.services.work import Done
 
 
 @pytest.fixture
@@ -141,24 +141,24 @@ def test_an_event_is_not_kept_when_its_transaction_rolls_back(
 
 
 def attempt(ctx: Context, sender: Sender, delivery_id: str) -> NotificationDelivery:
-    """What the engine will do for one claimed delivery: load, send, decide, store."""
+    """What the engine does for one due delivery: claim it, send, complete (decide, store)."""
     now = ctx.clock()
-    with ctx.read() as session:
-        job = delivery_job(session, delivery_id, now=now)
-    assert job is not None
-    secrets = ctx.secrets.open_all(job.secrets)  # stored sealed
-    outcome = sender.send(job.url, event_id=job.event_id, body=job.body, secrets=secrets)
+    kind = Deliveries(ctx, sender)
     with ctx.sessions.begin() as session:
-        row = session.get_one(NotificationDelivery, delivery_id)
-        update = decide_delivery(
-            DeliveryRow(row.attempts, row.last_delay_s, row.give_up_at),
-            outcome,
+        claimed = repository.claim_due(
+            session,
+            kind.queue,
             now=now,
-            policy=ctx.settings.notify.policy,
-            rand=ctx.rand,
+            limit=10,
+            owner="test",
+            lease_until=now + timedelta(minutes=1),
         )
-        store_attempt(session, row, update, now=now)
-    return row
+    [row] = [kind.row(c) for c in claimed if c.id == delivery_id]
+    outcome = kind.call(row)
+    with ctx.sessions.begin() as session:
+        assert kind.complete(session, [Done(row=row, now=now, outcome=outcome)], "test") == [True]
+    with ctx.read() as session:
+        return session.get_one(NotificationDelivery, delivery_id)
 
 
 def local_sender() -> Sender:

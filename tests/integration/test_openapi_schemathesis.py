@@ -22,6 +22,7 @@ from schemathesis import APIOperation, BaseSchema, Case, GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
+from support.outbox import record_payment_event
 from support.simulator import Simulator
 
 from reconciler.adapters import repository
@@ -30,7 +31,6 @@ from reconciler.entrypoints.app import create_app
 from reconciler.entrypoints.openapi import spec
 from reconciler.entrypoints.schemas import payment_resource
 from reconciler.services.merchants import create_merchant
-from reconciler.services.notifications import record_payment_event
 from reconciler.services.sweep import Sweeper
 
 MAX_EXAMPLES = 50

@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Row,
+    Table,
     bindparam,
     func,
     select,
@@ -172,6 +173,57 @@ def delivery_target(session: Session, delivery_id: str) -> Row[Any] | None:
     """What an attempt needs, in one row: the delivery's status, its event's payload, and
     its endpoint's state, address and (sealed) secrets."""
     return session.connection().execute(_TARGET, {"delivery_id": delivery_id}).first()
+
+
+_LEASED = (
+    select(
+        NotificationDelivery.status,
+        NotificationDelivery.attempts,
+        NotificationDelivery.last_delay_s,
+        NotificationDelivery.give_up_at,
+        NotificationDelivery.endpoint_id,
+        NotificationDelivery.event_id,
+        WebhookEndpoint.status.label("endpoint_status"),
+        WebhookEndpoint.disabled_reason,
+        WebhookEndpoint.deleted_at,
+        WebhookEndpoint.failing_since,
+        WebhookEndpoint.last_error.label("endpoint_error"),
+    )
+    .join(WebhookEndpoint, WebhookEndpoint.id == NotificationDelivery.endpoint_id)
+    .where(
+        NotificationDelivery.id == bindparam("delivery_id"),
+        NotificationDelivery.lease_owner == bindparam("owner"),
+    )
+)
+# PostgreSQL locks the endpoint with the delivery, before the delivery changes: a store
+# that locked the endpoint only afterwards would deadlock another store of that endpoint
+# (the delivery's update re-checks its foreign key with KEY SHARE on the endpoint).
+_LEASED_LOCKED = _LEASED.with_for_update()
+
+
+def leased_attempt(session: Session, delivery_id: str, owner: str) -> Row[Any] | None:
+    """A delivery still leased to `owner`, with its endpoint's state, both locked; else None."""
+    stmt = _LEASED_LOCKED if dialect(session) == "postgresql" else _LEASED
+    params = {"delivery_id": delivery_id, "owner": owner}
+    return cast(Row[Any] | None, session.connection().execute(stmt, params).first())
+
+
+def finish_attempt(session: Session, delivery_id: str, values: dict[str, Any]) -> None:
+    """Store an attempt's (or a hold's) result on the delivery and give its lease back."""
+    stmt = (
+        update(deliveries_table)
+        .where(deliveries_table.c.id == delivery_id)
+        .values(**values, lease_owner=None, lease_expires_at=None)
+    )
+    session.connection().execute(stmt)
+
+
+def note_endpoint_health(session: Session, endpoint_id: str, values: dict[str, Any]) -> None:
+    """Keep an endpoint's last error and since when it fails."""
+    endpoints = cast(Table, WebhookEndpoint.__table__)
+    session.connection().execute(
+        update(endpoints).where(endpoints.c.id == endpoint_id).values(**values)
+    )
 
 
 def halt_pending_deliveries(session: Session, endpoint_id: str, *, reason: str) -> int:
