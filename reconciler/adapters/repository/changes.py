@@ -13,10 +13,9 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
-    Table,
     and_,
     bindparam,
     column,
@@ -34,18 +33,16 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from reconciler.adapters.models import (
     DEFAULT_ACCOUNT,
-    NotificationDelivery,
-    NotificationEvent,
-    PaymentEvent,
-    WebhookEndpoint,
 )
-from reconciler.adapters.repository._common import dialect, payments_table
+from reconciler.adapters.repository._common import (
+    deliveries_table,
+    dialect,
+    endpoints_table,
+    events_table,
+    payments_table,
+    timeline_table,
+)
 from reconciler.domain.payment import MUTABLE_COLUMNS, SNAPSHOT_COLUMNS, Change, Snapshot
-
-events_table = cast(Table, NotificationEvent.__table__)
-deliveries_table = cast(Table, NotificationDelivery.__table__)
-endpoints_table = cast(Table, WebhookEndpoint.__table__)
-timeline_table = cast(Table, PaymentEvent.__table__)
 
 SNAPSHOT = tuple(payments_table.c[name] for name in SNAPSHOT_COLUMNS)
 

@@ -9,7 +9,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Row,
-    Table,
     bindparam,
     func,
     select,
@@ -27,6 +26,7 @@ from reconciler.adapters.models import (
 from reconciler.adapters.repository._common import (
     deliveries_table,
     dialect,
+    endpoints_table,
 )
 
 
@@ -220,9 +220,8 @@ def finish_attempt(session: Session, delivery_id: str, values: dict[str, Any]) -
 
 def note_endpoint_health(session: Session, endpoint_id: str, values: dict[str, Any]) -> None:
     """Keep an endpoint's last error and since when it fails."""
-    endpoints = cast(Table, WebhookEndpoint.__table__)
     session.connection().execute(
-        update(endpoints).where(endpoints.c.id == endpoint_id).values(**values)
+        update(endpoints_table).where(endpoints_table.c.id == endpoint_id).values(**values)
     )
 
 
