@@ -23,17 +23,24 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "reconciler_due"
 _KEY = "reconciler_due"
+_KINDS = "reconciler_due_kinds"
+UNKNOWN = ""  # a due time whose kind of work was not said: every kind should look
 
-OnDue = Callable[[datetime], None]
+# Told the earliest due time a commit made, and the kinds of work it made due.
+OnDue = Callable[[datetime, frozenset[str]], None]
 
 
-def note_due(session: Session, at: datetime | None) -> None:
-    """Remember that this transaction makes a row due at `at` (told on commit)."""
+def note_due(session: Session, at: datetime | None, kind: str = UNKNOWN) -> None:
+    """Remember that this transaction makes a row of `kind` due at `at` (told on commit).
+
+    Naming the kind lets a sweeper claim only that kind's rows when it wakes.
+    """
     if at is None:
         return
     earliest: datetime | None = session.info.get(_KEY)
     if earliest is None or at < earliest:
         session.info[_KEY] = at
+    session.info.setdefault(_KINDS, set()).add(kind)
 
 
 def install(sessions: sessionmaker[Session]) -> None:
@@ -45,21 +52,24 @@ def install(sessions: sessionmaker[Session]) -> None:
     def _notify(session: Session) -> None:
         at: datetime | None = session.info.get(_KEY)
         if at is not None and session.get_bind().dialect.name == "postgresql":
+            kinds = ",".join(sorted(session.info.get(_KINDS, ())))
             session.execute(
-                text("SELECT pg_notify(:channel, :at)"),
-                {"channel": CHANNEL, "at": at.isoformat()},
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANNEL, "payload": f"{at.isoformat()} {kinds}".rstrip()},
             )
 
     @event.listens_for(sessions, "after_commit")
     def _announce(session: Session) -> None:
         at: datetime | None = session.info.pop(_KEY, None)
+        kinds = frozenset(session.info.pop(_KINDS, ()) or (UNKNOWN,))
         if at is not None:
             for on_due in list(subscribers):
-                on_due(at)
+                on_due(at, kinds)
 
     @event.listens_for(sessions, "after_rollback")
     def _forget(session: Session) -> None:
         session.info.pop(_KEY, None)
+        session.info.pop(_KINDS, None)
 
 
 def subscribe(sessions: sessionmaker[Session], on_due: OnDue) -> None:
@@ -103,9 +113,10 @@ class Listener:
                 self._stop.wait(5)
 
     def _heard(self, payload: str) -> None:
+        stamp, _, named = payload.partition(" ")
         try:
-            at = datetime.fromisoformat(payload)
+            at = datetime.fromisoformat(stamp)
         except ValueError:
             return
         if at.tzinfo is not None:
-            self.on_due(at)
+            self.on_due(at, frozenset(named.split(",")) if named else frozenset((UNKNOWN,)))

@@ -25,6 +25,7 @@ from reconciler.domain.payment import MUTABLE_COLUMNS, Change, Entry, Snapshot
 from reconciler.domain.times import rfc3339
 from reconciler.services.ids import new_id
 from reconciler.services.resources import payment_resource
+from reconciler.services.work import DELIVERIES, POLLS
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def store(
             timeline.append(_timeline_row(change.before.id, change.entry))
         if notify is not None:
             events.extend(_event_rows(change))
-        wakeups.note_due(session, change.after.next_poll_at)
+        wakeups.note_due(session, change.after.next_poll_at, POLLS)
         _log(change)
     repository.append_timeline(session, timeline)
     _record_events(session, events, notify)
@@ -63,7 +64,7 @@ def write_to_row(
         setattr(payment, name, getattr(change.after, name))
     if change.entry is not None:
         session.add(PaymentEvent(**_timeline_row(payment.id, change.entry)))
-    wakeups.note_due(session, change.after.next_poll_at)
+    wakeups.note_due(session, change.after.next_poll_at, POLLS)
     _log(change)
     events = _event_rows(change) if notify is not None else []
     if events:
@@ -159,7 +160,7 @@ def _record_events(
                 "type": event["type"],
             },
         )
-    wakeups.note_due(session, first_attempt_at(notify, events[0]["created_at"]))
+    wakeups.note_due(session, first_attempt_at(notify, events[0]["created_at"]), DELIVERIES)
 
 
 def _log(change: Change) -> None:

@@ -32,7 +32,7 @@ from reconciler.domain.delivery import (
 from reconciler.services.context import Context
 from reconciler.services.engine import TARGET_BUSY
 from reconciler.services.notifications import delivery_job, disable_endpoint
-from reconciler.services.work import Done, Outcome, Signal
+from reconciler.services.work import DELIVERIES, Done, Outcome, Signal
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ Result = DeliveryOutcome | Skipped
 class Deliveries:
     """Attempt due deliveries; the breaker's target is the endpoint."""
 
-    name = "delivery"
+    name = DELIVERIES
 
     def __init__(self, ctx: Context, sender: Sender | None = None) -> None:
         self.ctx = ctx
@@ -180,7 +180,7 @@ class Deliveries:
                 "requested_at": None,
             },
         )
-        wakeups.note_due(session, update.next_attempt_at)
+        wakeups.note_due(session, update.next_attempt_at, self.name)
         if update.disable_endpoint is not None:
             disable_endpoint(session, row.endpoint_id, reason=update.disable_endpoint, now=now)
         elif off is None:
@@ -238,7 +238,7 @@ class Deliveries:
             # The endpoint is busy, not failing: the row keeps its turn, past the deadline
             # too (the attempt then decides; a failure after the deadline is final).
             repository.finish_attempt(session, row.id, {"next_attempt_at": until})
-            wakeups.note_due(session, until)
+            wakeups.note_due(session, until, self.name)
             return
         if now >= found.give_up_at:
             # Held at its deadline by an open breaker: capping the hold at the deadline
@@ -264,7 +264,7 @@ class Deliveries:
         repository.finish_attempt(
             session, row.id, {"next_attempt_at": at, "last_error": f"endpoint {why}"}
         )
-        wakeups.note_due(session, at)
+        wakeups.note_due(session, at, self.name)
 
     def _lost(self, row: DeliveryLease) -> None:
         with self._lock:

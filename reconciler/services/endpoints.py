@@ -21,6 +21,7 @@ from reconciler.services.ids import new_id
 from reconciler.services.notifications import disable_endpoint
 from reconciler.services.payments import page_start
 from reconciler.services.secrets import seal
+from reconciler.services.work import DELIVERIES
 
 ROTATION_OVERLAP = timedelta(hours=24)
 REGISTRATION_LOOKUP_S = 1.0  # how long registering an endpoint waits for its DNS answer
@@ -218,7 +219,7 @@ def retry_delivery(
             delivery.last_delay_s = None
         delivery.next_attempt_at = now
         delivery.requested_at = now  # asked for: it goes out past an open breaker
-        wakeups.note_due(session, now)
+        wakeups.note_due(session, now, DELIVERIES)
     return found
 
 
@@ -240,7 +241,7 @@ def recover_deliveries(
             give_up_at=give_up_deadline(ctx.settings.notify.policy, now),
         )
         if count:
-            wakeups.note_due(session, now)
+            wakeups.note_due(session, now, DELIVERIES)
         return count
 
 

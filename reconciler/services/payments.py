@@ -24,6 +24,7 @@ from reconciler.services.context import Context
 from reconciler.services.errors import Conflict, NotFound, ValidationFailed
 from reconciler.services.reports import apply_orphans
 from reconciler.services.schedule import decide_and_store, new_sync
+from reconciler.services.work import POLLS
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def register_payment(
                 ),
             )
             session.add(payment)
-            wakeups.note_due(session, payment.next_poll_at)
+            wakeups.note_due(session, payment.next_poll_at, POLLS)
             session.flush()
             changes.append_entry(session, payment.id, reliability.registration_entry(first, now))
             apply_orphans(session, payment, now=now, sched=sched)

@@ -32,7 +32,7 @@ from reconciler.services import changes, creation, gateway_calls, reliability
 from reconciler.services.context import Context
 from reconciler.services.engine import NOT_CALLABLE
 from reconciler.services.gateway_calls import Answer
-from reconciler.services.work import Done, Outcome, Signal
+from reconciler.services.work import POLLS, Done, Outcome, Signal
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def breaker_key(gateway: str, account: str) -> str:
 class PaymentPolls:
     """Poll (or create) payments at their gateways; the breaker's target is the gateway."""
 
-    name = "poll"
+    name = POLLS
     queue = repository.PAYMENT_POLLS
     max_in_flight_per_target: int | None = None
 

@@ -134,11 +134,12 @@ class Sweeper:
             self._listener.stop()
             self._listener = None
 
-    def announce(self, at: datetime) -> None:
-        """Hear that a row is due at `at`: wake then if that is sooner than planned."""
+    def announce(self, at: datetime, kinds: frozenset[str] = frozenset((wakeups.UNKNOWN,))) -> None:
+        """Hear that rows of `kinds` are due at `at`: wake then if that is sooner than planned."""
         with self._plan_lock:
             self._heard = at if self._heard is None else min(self._heard, at)
-            self._due_kinds.add("")  # of a kind not known here: the next tick claims them all
+            # The next tick claims these kinds (all of them for an unnamed due time).
+            self._due_kinds |= kinds
             # An earliest time already past promises no wake: its rows are claimed, or
             # wait for a slot, and nothing may be planned until a call finishes.
             stale = self._earliest is not None and self._earliest <= self.ctx.clock()

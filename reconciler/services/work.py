@@ -19,6 +19,10 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters.repository import Queue
 
+# The kinds' names: a due time announced with its kind wakes only that kind's claim.
+POLLS = "poll"
+DELIVERIES = "delivery"
+
 RowT = TypeVar("RowT")
 ResultT = TypeVar("ResultT")
 
