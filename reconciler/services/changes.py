@@ -21,7 +21,7 @@ from reconciler.adapters import repository, wakeups
 from reconciler.adapters.models import NotificationEvent, Payment, PaymentEvent
 from reconciler.adapters.repository.changes import Stored
 from reconciler.domain.delivery import DeliveryPolicy, first_attempt_at, give_up_deadline
-from reconciler.domain.payment import MUTABLE_COLUMNS, Change, Entry, Snapshot
+from reconciler.domain.payment import MUTABLE_COLUMNS, SNAPSHOT_COLUMNS, Change, Entry, Snapshot
 from reconciler.domain.times import rfc3339
 from reconciler.services.ids import new_id
 from reconciler.services.resources import payment_resource
@@ -80,10 +80,7 @@ def append_entry(session: Session, payment_id: str, entry: Entry) -> None:
 
 def snapshot_of_row(payment: Payment) -> Snapshot:
     """Read an ORM row as a snapshot."""
-    return repository.snapshot_of({name: getattr(payment, name) for name in SNAPSHOT_NAMES})
-
-
-SNAPSHOT_NAMES = tuple(Snapshot.__dataclass_fields__)
+    return repository.snapshot_of({name: getattr(payment, name) for name in SNAPSHOT_COLUMNS})
 
 
 def _timeline_row(payment_id: str, entry: Entry) -> dict[str, Any]:

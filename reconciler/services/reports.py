@@ -47,10 +47,34 @@ def apply_report(
         gateway_event_id=gateway_event_id,
         detail=detail or {},
     )
+    return _judge_on_row(session, payment, event, now=now, sched=sched)
+
+
+def _judge_on_row(
+    session: Session, payment: Payment, event: Reporting, *, now: datetime, sched: Scheduling
+) -> Decision:
     change = apply(snapshot_of_row(payment), event, sched.policy, now, sched.rand)
     write_to_row(session, payment, change, notify=sched.notify)
     assert change.decision is not None
     return change.decision
+
+
+def webhook_reporting(
+    report: Report, *, event_id: str, event_type: str, detail: Mapping[str, Any] | None
+) -> Reporting:
+    """A webhook's report, with its event id and type on the timeline.
+
+    A webhook that says why the customer's attempt failed (a decline) shows it in
+    `sync.last_error`, as a poll's answer would.
+    """
+    attempt_error = (detail or {}).get("attempt_error")
+    return Reporting(
+        report=report,
+        source=Source.WEBHOOK,
+        gateway_event_id=event_id,
+        detail={**(detail or {}), "event_type": event_type},
+        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
+    )
 
 
 def record_event(
@@ -141,20 +165,6 @@ def apply_webhook(
     now: datetime,
     sched: Scheduling,
 ) -> Decision:
-    """Apply a webhook's report, with its event id and type on the timeline.
-
-    A webhook that says why the customer's attempt failed (a decline) shows it in
-    `sync.last_error`, as a poll's answer would.
-    """
-    attempt_error = (detail or {}).get("attempt_error")
-    return apply_report(
-        session,
-        payment,
-        report,
-        source=Source.WEBHOOK,
-        now=now,
-        sched=sched,
-        gateway_event_id=event_id,
-        detail={**(detail or {}), "event_type": event_type},
-        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
-    )
+    """Apply a webhook's report (see `webhook_reporting`) to an ORM row."""
+    event = webhook_reporting(report, event_id=event_id, event_type=event_type, detail=detail)
+    return _judge_on_row(session, payment, event, now=now, sched=sched)

@@ -24,10 +24,10 @@ from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
 from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
 from reconciler.domain.status import Outcome, Source
-from reconciler.domain.sync import KEEP
 from reconciler.services import changes, reliability
 from reconciler.services.context import Context
 from reconciler.services.errors import NotFound, SignatureRejected, WebhookUnreadable
+from reconciler.services.reports import webhook_reporting
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +166,9 @@ def _locked_payment(
 
 
 def _reporting(event: WebhookEvent) -> Reporting:
-    """A webhook's report; one that says why the customer's attempt failed shows it."""
     assert event.report is not None
-    detail = dict(event.detail or {})
-    attempt_error = detail.get("attempt_error")
-    return Reporting(
-        report=event.report,
-        source=Source.WEBHOOK,
-        gateway_event_id=event.event_id,
-        detail={**detail, "event_type": event.event_type},
-        error=f"attempt failed: {attempt_error}" if isinstance(attempt_error, str) else KEEP,
+    return webhook_reporting(
+        event.report, event_id=event.event_id, event_type=event.event_type, detail=event.detail
     )
 
 

@@ -32,7 +32,6 @@ from reconciler.adapters.repository.changes import (
 from reconciler.adapters.repository.endpoints import (
     DeliveryListing,
     count_merchant_endpoints,
-    delivery_for_update,
     delivery_target,
     enabled_endpoints,
     encode_delivery_cursor,
@@ -138,7 +137,6 @@ __all__ = [
     "delete_settled_deliveries",
     "delivery_attempts",
     "delivery_counts",
-    "delivery_for_update",
     "delivery_target",
     "due_backlog",
     "due_deliveries",

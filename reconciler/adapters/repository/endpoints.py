@@ -30,13 +30,6 @@ from reconciler.adapters.repository._common import (
 )
 
 
-def delivery_for_update(session: Session, delivery_id: str) -> NotificationDelivery | None:
-    """Load a delivery and lock its row until the transaction ends."""
-    stmt = select(NotificationDelivery).where(NotificationDelivery.id == delivery_id)
-    stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    return session.scalars(stmt).first()
-
-
 def enabled_endpoints(session: Session, merchant_id: str) -> Sequence[WebhookEndpoint]:
     """The merchant's endpoints that receive notifications (enabled, not deleted).
 
