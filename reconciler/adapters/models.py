@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -136,12 +137,31 @@ class Payment(Base):
     gateway_account: Mapped[str] = mapped_column(
         String(32), default=DEFAULT_ACCOUNT, server_default=DEFAULT_ACCOUNT
     )
+    # Registered on the shared `default` account while another merchant already tracks
+    # that gateway payment: polled like any row, it shows what an unknown id shows.
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         UniqueConstraint("merchant_id", "merchant_reference"),
-        # A gateway payment id is unique per account (two accounts are two namespaces).
-        UniqueConstraint("gateway", "gateway_account", "gateway_payment_id"),
+        # A gateway payment id is unique per account (two accounts are two namespaces)
+        # and merchant; one row per account tracks it, the others are shadows.
+        UniqueConstraint(
+            "gateway",
+            "gateway_account",
+            "gateway_payment_id",
+            "merchant_id",
+            name="uq_payments_gateway_payment_per_merchant",
+        ),
+        Index(
+            "uq_payments_tracked_gateway_payment",
+            "gateway",
+            "gateway_account",
+            "gateway_payment_id",
+            unique=True,
+            postgresql_where=text("NOT shadow"),
+            sqlite_where=text("NOT shadow"),
+        ),
         Index("ix_payments_merchant_id_created_at", "merchant_id", "created_at", "id"),
         # The sweep's claim reads only rows with a next poll time: keep that index small.
         Index(

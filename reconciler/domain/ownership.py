@@ -4,6 +4,9 @@ customer walked away.
 - A gateway payment the service created carries its merchant's id in the gateway's
   metadata. On the shared `default` account a report tagged with another merchant is
   about someone else's payment: nothing of it may show (`foreign`).
+- On the shared account a gateway payment without a tag belongs to the first merchant
+  that registers it; another merchant registering it later gets a *shadow* row, which
+  is polled like any other and shows what an unknown id shows (`hidden`).
 - A payment still waiting for its customer past `abandon_after` is abandoned: it is
   canceled with `cancel_reason = "abandoned"` instead of being polled until it gives up
   (`abandoned`). Which gateway statuses mean "waiting" is each adapter's mapping.
@@ -12,6 +15,7 @@ customer walked away.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Report, Status
@@ -20,13 +24,25 @@ ABANDONED = "abandoned"
 DEFAULT_ACCOUNT = "default"
 
 
-def foreign(gateway_account: str, merchant_id: str, report: Report) -> bool:
-    """Say whether the report's tag names another merchant (on the shared account only)."""
-    return (
-        gateway_account == DEFAULT_ACCOUNT
-        and report.owner is not None
-        and report.owner != merchant_id
-    )
+class Row(Protocol):
+    """What ownership reads of a payment row (a snapshot, an ORM row)."""
+
+    @property
+    def merchant_id(self) -> str: ...
+    @property
+    def gateway_account(self) -> str: ...
+    @property
+    def shadow(self) -> bool: ...
+
+
+def foreign(gateway_account: str, merchant_id: str, owner: str | None) -> bool:
+    """Say whether a report's tag names another merchant (on the shared account only)."""
+    return gateway_account == DEFAULT_ACCOUNT and owner is not None and owner != merchant_id
+
+
+def hidden(row: Row, owner: str | None) -> bool:
+    """Say whether a report tagged `owner` must show nothing on this row."""
+    return bool(row.shadow) or foreign(row.gateway_account, row.merchant_id, owner)
 
 
 def abandon_at(created_at: datetime, policy: PollPolicy) -> datetime:

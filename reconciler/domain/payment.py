@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler.domain.amounts import mismatch
 from reconciler.domain.notify import EventType, events_for_change
-from reconciler.domain.ownership import ABANDONED, abandon_at, abandoned, foreign
+from reconciler.domain.ownership import ABANDONED, abandon_at, abandoned, hidden
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
 from reconciler.domain.sync import (
@@ -74,6 +74,7 @@ class Snapshot:
     version: int
     gateway_account: str = "default"  # `gwa_…`, or the environment's `default` account
     cancel_reason: str | None = None  # "abandoned": nobody paid within `abandon_after`
+    shadow: bool = False  # another merchant tracks this gateway payment: show it nothing
 
     @property
     def creating(self) -> bool:
@@ -201,8 +202,9 @@ def _judge(
     snapshot: Snapshot, event: Reporting, policy: PollPolicy, now: datetime, rand: Random
 ) -> Change:
     report = event.report
-    if foreign(snapshot.gateway_account, snapshot.merchant_id, report):
+    if event.source is not Source.ADMIN and hidden(snapshot, report.owner):
         # Nothing of another merchant's payment is shown: as if the gateway did not know it.
+        # (An operator's report is the operator's call.)
         return _not_known(snapshot, event.source, policy, now, rand)
     words = mismatch(snapshot.amount, snapshot.currency, report.amount, report.currency)
     if words is not None:

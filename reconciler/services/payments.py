@@ -65,94 +65,105 @@ def register_payment(
     """
     fingerprint = request.fingerprint()
     now = ctx.clock()
-    sched = ctx.scheduling(request.gateway)
-    try:
-        with ctx.sessions.begin() as session:
-            if request.gateway_payment_id is not None:
-                # A webhook for it may be arriving now: one of the two waits for the other.
-                repository.lock_gateway_payment(
-                    session, request.gateway, request.gateway_payment_id
+    for _attempt in range(2):
+        try:
+            payment, new = _insert(ctx, merchant, request, fingerprint, now)
+        except IntegrityError:
+            # A concurrent request with the same reference (or gateway id) won the race.
+            with ctx.read() as session:
+                existing = repository.payment_by_reference(
+                    session, merchant.id, request.merchant_reference
                 )
-            existing = repository.payment_by_reference(
-                session, merchant.id, request.merchant_reference
-            )
             if existing is not None:
                 return _replay(existing, fingerprint), False
-            account = accounts.account_for_payment(
-                ctx, session, merchant.id, request.gateway, request.gateway_account
-            )
-            # Each account's own first delay (`auto` measures each account's webhooks).
-            key = reliability.account_key(request.gateway, account)
-            first = ctx.reliability.first_delay_for(key, now, request.gateway)
-            if first.seconds != sched.policy.first_delay:
-                sched = replace(sched, policy=replace(sched.policy, first_delay=first.seconds))
-            if request.gateway_payment_id is not None:
-                tracked = repository.payment_by_gateway_id(
-                    session, request.gateway, request.gateway_payment_id, account=account
-                )
-                if tracked is not None:
-                    return _tracked(tracked, merchant, request, fingerprint), False
-            payment = Payment(
-                id=new_id("pay"),
+            continue  # its gateway id: the next attempt sees the winner's row
+        if new and request.gateway_payment_id is None:
+            payment = creation.create_now(ctx, payment.id, source=Source.API)
+        return payment, new
+    raise Conflict(f"{request.gateway} payment {request.gateway_payment_id} is already tracked")
+
+
+def _insert(
+    ctx: Context, merchant: Merchant, request: PaymentRequest, fingerprint: str, now: datetime
+) -> tuple[Payment, bool]:
+    """Insert the payment row in one transaction, or find the one it replays."""
+    sched = ctx.scheduling(request.gateway)
+    with ctx.sessions.begin() as session:
+        if request.gateway_payment_id is not None:
+            # A webhook for it may be arriving now: one of the two waits for the other.
+            repository.lock_gateway_payment(session, request.gateway, request.gateway_payment_id)
+        existing = repository.payment_by_reference(session, merchant.id, request.merchant_reference)
+        if existing is not None:
+            return _replay(existing, fingerprint), False
+        account = accounts.account_for_payment(
+            ctx, session, merchant.id, request.gateway, request.gateway_account
+        )
+        # Each account's own first delay (`auto` measures each account's webhooks).
+        key = reliability.account_key(request.gateway, account)
+        first = ctx.reliability.first_delay_for(key, now, request.gateway)
+        if first.seconds != sched.policy.first_delay:
+            sched = replace(sched, policy=replace(sched.policy, first_delay=first.seconds))
+        shadow = False
+        if request.gateway_payment_id is not None:
+            mine = repository.payment_by_gateway_id(
+                session,
+                request.gateway,
+                request.gateway_payment_id,
                 merchant_id=merchant.id,
-                merchant_reference=request.merchant_reference,
-                request_fingerprint=fingerprint,
-                gateway=request.gateway,
-                gateway_account=account,
-                gateway_payment_id=request.gateway_payment_id,
-                idempotency_key=new_id("idem"),
-                amount=request.amount,
-                currency=request.currency,
-                status=Status.PENDING.value,
-                created_at=now,
-                updated_at=now,
-                **new_sync(
-                    Registered(
-                        creation_deadline=(
-                            None
-                            if request.gateway_payment_id
-                            else creation.deadline(ctx.settings, now)
-                        )
-                    ),
-                    sched=sched,
-                    now=now,
+                account=account,
+            )
+            if mine is not None:
+                return _tracked(mine, request, fingerprint), False
+            # Another merchant's, on the shared account: saying so would tell that it
+            # exists. This registration is a shadow, told what an unknown id is told.
+            shadow = repository.gateway_payment_tracked(
+                session, request.gateway, request.gateway_payment_id, account=account
+            )
+        payment = Payment(
+            id=new_id("pay"),
+            merchant_id=merchant.id,
+            merchant_reference=request.merchant_reference,
+            request_fingerprint=fingerprint,
+            gateway=request.gateway,
+            gateway_account=account,
+            gateway_payment_id=request.gateway_payment_id,
+            shadow=shadow,
+            idempotency_key=new_id("idem"),
+            amount=request.amount,
+            currency=request.currency,
+            status=Status.PENDING.value,
+            created_at=now,
+            updated_at=now,
+            **new_sync(
+                Registered(
+                    creation_deadline=(
+                        None if request.gateway_payment_id else creation.deadline(ctx.settings, now)
+                    )
                 ),
-            )
-            session.add(payment)
-            wakeups.note_due(session, payment.next_poll_at, POLLS)
-            session.flush()
-            changes.append_entry(session, payment.id, reliability.registration_entry(first, now))
-            apply_orphans(session, payment, now=now, sched=sched)
-    except IntegrityError:
-        # A concurrent request with the same reference (or gateway id) won the race.
-        with ctx.read() as session:
-            existing = repository.payment_by_reference(
-                session, merchant.id, request.merchant_reference
-            )
-        if existing is None:
-            raise Conflict(
-                f"{request.gateway} payment {request.gateway_payment_id} is already tracked"
-            ) from None
-        return _replay(existing, fingerprint), False
-    if request.gateway_payment_id is None:
-        payment = creation.create_now(ctx, payment.id, source=Source.API)
+                sched=sched,
+                now=now,
+            ),
+        )
+        session.add(payment)
+        wakeups.note_due(session, payment.next_poll_at, POLLS)
+        session.flush()
+        changes.append_entry(session, payment.id, reliability.registration_entry(first, now))
+        apply_orphans(session, payment, now=now, sched=sched)
     return payment, True
 
 
-def _tracked(
-    tracked: Payment, merchant: Merchant, request: PaymentRequest, fingerprint: str
-) -> Payment:
-    """Answer a registration of a gateway payment that is tracked already.
+def _tracked(tracked: Payment, request: PaymentRequest, fingerprint: str) -> Payment:
+    """Answer the merchant's registration of a gateway payment it tracks already.
 
-    The merchant's own registration of it under the same reference is a replay (a
-    concurrent identical request committed between our two reads); anything else is a
-    conflict.
+    Under the same reference it is a replay (a concurrent identical request committed
+    between our two reads); under another it is a conflict with the merchant's own row.
     """
-    if tracked.merchant_id == merchant.id and (
-        tracked.merchant_reference == request.merchant_reference
-    ):
+    if tracked.merchant_reference == request.merchant_reference:
         return _replay(tracked, fingerprint)
-    raise Conflict(f"{request.gateway} payment {request.gateway_payment_id} is already tracked")
+    raise Conflict(
+        f"{request.gateway} payment {request.gateway_payment_id} is already tracked "
+        f"as {tracked.merchant_reference!r}"
+    )
 
 
 def _replay(existing: Payment, fingerprint: str) -> Payment:

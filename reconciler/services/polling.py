@@ -22,7 +22,7 @@ from reconciler.adapters import repository
 from reconciler.adapters.gateways.base import AuthError, Cancels, GatewayPayment, TransientError
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
-from reconciler.domain.ownership import ABANDONED, abandoned
+from reconciler.domain.ownership import ABANDONED, abandoned, hidden
 from reconciler.domain.payment import Entry, Event, Reporting, Snapshot, apply
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome as ReportOutcome
@@ -97,6 +97,7 @@ class PaymentPolls:
             isinstance(answer, GatewayPayment)
             and row.gateway == "stripe"
             and self.ctx.settings.stripe_cancel_abandoned
+            and not hidden(row, answer.owner)  # never another merchant's payment
             and abandoned(
                 row.status, row.created_at, answer.report(), self._policy(row), self.ctx.clock()
             )

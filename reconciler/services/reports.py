@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from reconciler.adapters import repository
 from reconciler.adapters.models import Payment, PaymentEvent, WebhookInbox
+from reconciler.domain.ownership import hidden
 from reconciler.domain.payment import Reporting, apply
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status
 from reconciler.domain.sync import KEEP, Keep
@@ -109,11 +110,15 @@ def record_event(
 
 def apply_orphans(session: Session, payment: Payment, *, now: datetime, sched: Scheduling) -> int:
     """Apply webhooks that arrived before the payment was known, in arrival order."""
-    if payment.gateway_payment_id is None:
+    if payment.gateway_payment_id is None or payment.shadow:
         return 0
-    orphans = repository.orphan_webhooks(
-        session, payment.gateway, payment.gateway_payment_id, payment.gateway_account
-    )
+    orphans = [
+        entry
+        for entry in repository.orphan_webhooks(
+            session, payment.gateway, payment.gateway_payment_id, payment.gateway_account
+        )
+        if not hidden(payment, entry.report_owner)  # another merchant's stay orphans
+    ]
     for entry in orphans:
         apply_inbox_entry(session, payment, entry, now=now, sched=sched)
     return len(orphans)

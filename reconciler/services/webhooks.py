@@ -22,6 +22,7 @@ from reconciler.adapters.gateways.http import case_insensitive
 from reconciler.adapters.models import DEFAULT_ACCOUNT
 from reconciler.adapters.repository.changes import Stored
 from reconciler.config import GATEWAYS
+from reconciler.domain.ownership import hidden
 from reconciler.domain.payment import Change, Entry, Reporting, Snapshot, apply
 from reconciler.domain.status import Outcome, Source
 from reconciler.services import changes, reliability
@@ -109,6 +110,8 @@ class _Ingest:
             # Its registration may be committing right now: wait for it, then look again.
             repository.lock_gateway_payment(session, gateway_name, event.gateway_payment_id)
             payment = _locked_payment(session, gateway_name, event.gateway_payment_id, self.account)
+        if payment is not None and event.report is not None and hidden(payment, event.report.owner):
+            payment = None  # tagged for another merchant: nothing of it shows on this row
         change = None
         if payment is not None and event.report is not None:
             change = apply(payment, _reporting(event), policy, now, ctx.rand)

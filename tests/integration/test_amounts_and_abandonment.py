@@ -141,7 +141,25 @@ def test_a_matching_capture_settles(
     assert (after["status"], after["sync"]["state"]) == ("succeeded", "settled")
 
 
-def test_another_merchants_payment_shows_nothing_to_who_registers_it(
+def seen_by(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> dict[str, Any]:
+    """What a merchant can learn of its payment, without what differs by construction."""
+    payment = shown(client, merchant, payment_id)
+    events = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
+    return {
+        "status": payment["status"],
+        "cancel_reason": payment["cancel_reason"],
+        "sync": {k: payment["sync"][k] for k in ("state", "last_error", "poll_attempts")},
+        "events": [(e["source"], e["outcome"], e["to_status"]) for e in events["data"]],
+    }
+
+
+def leaks(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> str:
+    payment = shown(client, merchant, payment_id)
+    events = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
+    return repr(payment) + repr(events)
+
+
+def test_another_merchants_tagged_payment_shows_what_an_unknown_id_shows(
     fake: StripeFake,
     ctx: Context,
     client: FlaskClient,
@@ -158,21 +176,100 @@ def test_another_merchants_payment_shows_nothing_to_who_registers_it(
     assert created.status_code == 201, created.json
     intent_id = created.json["gateway_payment_id"]
     assert fake.intents[intent_id]["metadata"]["reconciler_merchant"] == merchant.id
-    # A webhook for an intent tagged for `merchant`, before anyone else tracks it:
+    # A webhook for an intent tagged for `merchant`, before anyone tracks it:
     tagged = fake.add_intent(
         amount=250, status="processing", metadata={"reconciler_merchant": merchant.id}
     )
     fake.set_status(tagged["id"], "succeeded")
     deliver(client, fake, tagged["id"], clock)
-    # `other_merchant` registers it, claiming another amount: it learns nothing.
+    # `other_merchant` registers it, and an id Stripe never issued, claiming another amount.
     theirs = register(client, other_merchant, tagged["id"], 100, "USD")
-    after = shown(client, other_merchant, theirs["id"])
+    unknown = register(client, other_merchant, "pi_never_issued", 100, "USD")
+    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
+        client, other_merchant, unknown["id"]
+    )
+    clock.advance(3600)
+    sweep(ctx)
+    after = seen_by(client, other_merchant, theirs["id"])
+    assert after == seen_by(client, other_merchant, unknown["id"])
     assert (after["status"], after["sync"]["state"]) == ("pending", "needs_review")
     assert after["sync"]["last_error"] == "the gateway does not know this payment"
-    events = client.get(f"/v1/payments/{theirs['id']}/events", headers=other_merchant.headers)
-    text = repr(events.json) + repr(after)
+    text = leaks(client, other_merchant, theirs["id"])
     for secret in ("2.50", "250", merchant.id, "succeeded", "evt_"):
         assert secret not in text
+
+
+def test_a_payment_another_merchant_tracks_answers_as_an_unknown_id_does(
+    fake: StripeFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    other_merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    """The issue's attack, on an intent made outside the service (no tag): no 409 oracle."""
+    intent = fake.add_intent(amount=25_000, currency="usd", status="processing")
+    owners = register(client, merchant, intent["id"], 25_000, "USD")
+    fake.set_status(intent["id"], "succeeded")
+    deliver(client, fake, intent["id"], clock)
+    # Another merchant names it as 1 USD, beside an id nobody ever issued.
+    theirs = register(client, other_merchant, intent["id"], 100, "USD")
+    unknown = register(client, other_merchant, "pi_never_issued", 100, "USD")
+    assert theirs["gateway_payment_id"] == intent["id"]
+    assert theirs.keys() == unknown.keys()
+    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
+        client, other_merchant, unknown["id"]
+    )
+    # Webhooks after it apply to the owner's row only.
+    deliver(client, fake, intent["id"], clock)
+    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
+        client, other_merchant, unknown["id"]
+    )
+    # Polled like any row, told what an unknown id is told; nobody's status moves.
+    clock.advance(3600)
+    sweep(ctx)
+    shadow = seen_by(client, other_merchant, theirs["id"])
+    assert shadow == seen_by(client, other_merchant, unknown["id"])
+    assert (shadow["status"], shadow["sync"]["state"]) == ("pending", "needs_review")
+    assert notified(ctx, theirs["id"]) == notified(ctx, unknown["id"])
+    text = leaks(client, other_merchant, theirs["id"])
+    for secret in ("250.00", "25000", merchant.id, owners["id"], "succeeded", "evt_"):
+        assert secret not in text
+    # A refresh answers alike too.
+    refreshes = [
+        client.post(f"/v1/payments/{pid}/refresh", headers=other_merchant.headers)
+        for pid in (theirs["id"], unknown["id"])
+    ]
+    assert refreshes[0].status_code == refreshes[1].status_code
+    # The owner's payment is untouched, and its own registrations answer as before.
+    owner_view = shown(client, merchant, owners["id"])
+    assert (owner_view["status"], owner_view["sync"]["state"]) == ("succeeded", "settled")
+    assert notified(ctx, owners["id"]) == ["payment.succeeded"]
+    replay = client.post(
+        "/v1/payments",
+        json={
+            "merchant_reference": f"order-{intent['id']}",
+            "gateway": "stripe",
+            "amount": 25_000,
+            "currency": "USD",
+            "gateway_payment_id": intent["id"],
+        },
+        headers=merchant.headers,
+    )
+    assert (replay.status_code, replay.json["id"]) == (200, owners["id"])
+    again = client.post(
+        "/v1/payments",
+        json={
+            "merchant_reference": "another-reference",
+            "gateway": "stripe",
+            "amount": 25_000,
+            "currency": "USD",
+            "gateway_payment_id": intent["id"],
+        },
+        headers=merchant.headers,
+    )
+    assert again.status_code == 409  # its own row: nothing of anyone else's is told
+    assert "already tracked" in again.json["detail"]
 
 
 @pytest.mark.parametrize("cancel_first", [False, True], ids=["local", "canceled-at-stripe"])

@@ -44,3 +44,33 @@ def test_fifty_identical_registrations_get_one_payment_and_no_conflict(
     assert len({pid for _, pid in answers}) == 1
     with ctx.read() as session:
         assert session.query(Payment).count() == 1
+
+
+def test_merchants_racing_for_one_gateway_payment_get_one_tracking_row(
+    app: Flask, ctx: Context, merchant: MerchantAuth, other_merchant: MerchantAuth
+) -> None:
+    """On the shared account each gets a 201; one row tracks the payment, the other shadows."""
+    start = threading.Barrier(REQUESTS)
+    merchants = [merchant, other_merchant]
+
+    def post(n: int) -> int:
+        who = merchants[n % 2]
+        body = {
+            "merchant_reference": f"order-{n}",
+            "gateway": "simulator",
+            "amount": 2500,
+            "currency": "INR",
+            "gateway_payment_id": "sim_race_shared",
+        }
+        start.wait()
+        return app.test_client().post("/v1/payments", json=body, headers=who.headers).status_code
+
+    with ThreadPoolExecutor(REQUESTS) as pool:
+        codes = Counter(pool.map(post, range(REQUESTS)))
+    # One row per merchant (the rest name the same gateway payment under another
+    # reference of the merchant's own: a conflict with its own row, never a 500).
+    assert codes == {201: 2, 409: REQUESTS - 2}, codes
+    with ctx.read() as session:
+        rows = session.query(Payment).all()
+    assert sorted(row.shadow for row in rows) == [False, True]
+    assert {row.merchant_id for row in rows} == {merchant.id, other_merchant.id}

@@ -129,6 +129,21 @@ def test_sign_in_follows_next_only_to_the_operators_own_pages(
     assert response.headers["Location"] == lands_on
 
 
+def test_a_shadow_registration_is_named_on_the_operators_page(
+    ui: FlaskClient, merchant: MerchantAuth, other_merchant: MerchantAuth
+) -> None:
+    """The merchant is told what an unknown id is told; the operator is told why."""
+    mine = register_payment(ui, merchant, "sim_pay_shared")
+    theirs = register_payment(ui, other_merchant, "sim_pay_shared")
+    signed_in(ui)
+    pages = {
+        pid: ui.get(f"/admin/ui/payments/{pid}").get_data(as_text=True) for pid in (mine, theirs)
+    }
+    assert 'data-testid="shadow"' not in pages[mine]
+    assert '<dd data-testid="gateway-account"><code>default</code>' in pages[mine]
+    assert "another merchant tracks this gateway payment" in pages[theirs]
+
+
 def test_an_action_with_a_bad_note_shows_the_reason_as_a_page(
     ui: FlaskClient, merchant: MerchantAuth
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.domain.amounts import format_minor, mismatch
-from reconciler.domain.ownership import abandoned, foreign
+from reconciler.domain.ownership import abandoned, foreign, hidden
 from reconciler.domain.payment import Reporting, Snapshot, apply
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome, Report, Source, Status
@@ -109,7 +109,26 @@ def test_a_mismatched_capture_keeps_the_status_and_asks_a_person() -> None:
 def test_a_tag_naming_another_merchant_on_the_shared_account_is_foreign(
     account: str, owner: str | None, expected: bool
 ) -> None:
-    assert foreign(account, "mer_a", report(owner=owner)) is expected
+    assert foreign(account, "mer_a", owner) is expected
+
+
+@pytest.mark.parametrize("owner", ["mer_a", None])
+def test_a_shadow_registration_shows_nothing_even_of_its_own_tag(owner: str | None) -> None:
+    assert hidden(snapshot(shadow=True), owner) is True
+    assert hidden(snapshot(), owner) is False
+
+
+def test_a_shadow_row_is_told_what_an_unknown_id_is_told() -> None:
+    change = apply(
+        snapshot(shadow=True),
+        Reporting(report(amount=100, currency="INR"), Source.POLL, polled=True),
+        POLICY,
+        T0 + timedelta(minutes=5),
+        lambda: 0.5,
+    )
+    assert (change.after.status, change.after.review_code) == ("pending", "unknown_to_gateway")
+    assert change.entry is not None
+    assert change.entry.detail == {"error": "the gateway does not know this payment"}
 
 
 def test_a_foreign_report_shows_nothing_of_the_payment() -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    not_,
     select,
     text,
     update,
@@ -82,6 +83,7 @@ _BY_GATEWAY_ID = select(*SNAPSHOT).where(
     payments_table.c.gateway == bindparam("gateway"),
     payments_table.c.gateway_account == bindparam("gateway_account"),
     payments_table.c.gateway_payment_id == bindparam("gateway_payment_id"),
+    not_(payments_table.c.shadow),  # the row that tracks it: shadows hear no webhook
 )
 # PostgreSQL locks the row it reads; SQLite's writer holds the database lock already.
 _LOCKED = {id(stmt): stmt.with_for_update() for stmt in (_BY_ID, _BY_ID_LEASED, _BY_GATEWAY_ID)}
@@ -107,7 +109,7 @@ def payment_status(session: Session, payment_id: str) -> str | None:
 def lock_snapshot_by_gateway_id(
     session: Session, gateway: str, gateway_payment_id: str, account: str = DEFAULT_ACCOUNT
 ) -> Snapshot | None:
-    """Read the payment a gateway account's id names, locking its row until the end."""
+    """Read the row that tracks a gateway account's payment, locking it until the end."""
     params = {
         "gateway": gateway,
         "gateway_account": account,

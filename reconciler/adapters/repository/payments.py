@@ -6,10 +6,7 @@ import base64
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import (
-    select,
-    tuple_,
-)
+from sqlalchemy import not_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
@@ -54,18 +51,51 @@ def payment_by_gateway_id(
     gateway: str,
     gateway_payment_id: str,
     *,
+    merchant_id: str,
     account: str = DEFAULT_ACCOUNT,
-    for_update: bool = False,
 ) -> Payment | None:
-    """Find the payment one gateway account knows by this id (ids are unique per account)."""
+    """Find the merchant's own row for the payment one gateway account knows by this id."""
     stmt = select(Payment).where(
         Payment.gateway == gateway,
         Payment.gateway_account == account,
         Payment.gateway_payment_id == gateway_payment_id,
+        Payment.merchant_id == merchant_id,
     )
-    if for_update:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalars(stmt).first()
+
+
+def gateway_payment_tracked(
+    session: Session, gateway: str, gateway_payment_id: str, *, account: str = DEFAULT_ACCOUNT
+) -> bool:
+    """Say whether a row (not a shadow) tracks this gateway account's payment."""
+    stmt = select(Payment.id).where(
+        Payment.gateway == gateway,
+        Payment.gateway_account == account,
+        Payment.gateway_payment_id == gateway_payment_id,
+        not_(Payment.shadow),
+    )
+    return session.scalar(stmt) is not None
+
+
+def shadow_other_claims(session: Session, payment: Payment, gateway_payment_id: str) -> int:
+    """Make shadows of other merchants' rows that track the gateway payment made for `payment`.
+
+    The service created it for `payment`'s merchant and tagged it so: another row that
+    named the id first (a guess, on the shared account) shows nothing from now on.
+    """
+    result = session.execute(
+        update(Payment)
+        .where(
+            Payment.gateway == payment.gateway,
+            Payment.gateway_account == payment.gateway_account,
+            Payment.gateway_payment_id == gateway_payment_id,
+            Payment.merchant_id != payment.merchant_id,
+            not_(Payment.shadow),
+        )
+        .values(shadow=True, version=Payment.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def encode_cursor(payment: Payment) -> str:
