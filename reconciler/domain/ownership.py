@@ -6,7 +6,9 @@ customer walked away.
   about someone else's payment: nothing of it may show (`foreign`).
 - On the shared account a gateway payment without a tag belongs to the first merchant
   that registers it; another merchant registering it later gets a *shadow* row, which
-  is polled like any other and shows what an unknown id shows (`hidden`).
+  is polled like any other and shows what an unknown id shows (`hidden`) — unless a
+  poll finds the payment tagged with the shadow's merchant: then that row tracks it
+  (`claims`), and the other one becomes the shadow.
 - A payment still waiting for its customer past `abandon_after` is abandoned: it is
   canceled with `cancel_reason = "abandoned"` instead of being polled until it gives up
   (`abandoned`). Which gateway statuses mean "waiting" is each adapter's mapping.
@@ -41,8 +43,18 @@ def foreign(gateway_account: str, merchant_id: str, owner: str | None) -> bool:
 
 
 def hidden(row: Row, owner: str | None) -> bool:
-    """Say whether a report tagged `owner` must show nothing on this row."""
-    return bool(row.shadow) or foreign(row.gateway_account, row.merchant_id, owner)
+    """Say whether a report tagged `owner` must show nothing on this row.
+
+    On the shared account a tag decides; without one, a shadow row is shown nothing.
+    """
+    if row.gateway_account == DEFAULT_ACCOUNT and owner is not None:
+        return owner != row.merchant_id
+    return bool(row.shadow)
+
+
+def claims(row: Row, owner: str | None) -> bool:
+    """Say whether a shadow row's merchant is the one the report's tag names (it owns it)."""
+    return bool(row.shadow) and owner is not None and owner == row.merchant_id
 
 
 def abandon_at(created_at: datetime, policy: PollPolicy) -> datetime:

@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler.domain.amounts import mismatch
 from reconciler.domain.notify import EventType, events_for_change
-from reconciler.domain.ownership import ABANDONED, abandon_at, abandoned, hidden
+from reconciler.domain.ownership import ABANDONED, abandon_at, abandoned, claims, hidden
 from reconciler.domain.policy import PollPolicy, Random
 from reconciler.domain.status import Decision, Outcome, Report, Source, Status, SyncState, decide
 from reconciler.domain.sync import (
@@ -120,6 +120,7 @@ MUTABLE_COLUMNS: tuple[str, ...] = (
     "give_up_at",
     "notification_sequence",
     "cancel_reason",
+    "shadow",
 )
 
 
@@ -206,6 +207,17 @@ def _judge(
         # Nothing of another merchant's payment is shown: as if the gateway did not know it.
         # (An operator's report is the operator's call.)
         return _not_known(snapshot, event.source, policy, now, rand)
+    change = _judged(snapshot, event, policy, now, rand)
+    if claims(snapshot, report.owner):
+        # Tagged with this row's merchant: this row tracks it now, the other one shadows.
+        change = replace(change, after=replace(change.after, shadow=False))
+    return change
+
+
+def _judged(
+    snapshot: Snapshot, event: Reporting, policy: PollPolicy, now: datetime, rand: Random
+) -> Change:
+    report = event.report
     words = mismatch(snapshot.amount, snapshot.currency, report.amount, report.currency)
     if words is not None:
         return _mismatched(snapshot, event, words, policy, now, rand)

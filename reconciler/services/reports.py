@@ -110,14 +110,14 @@ def record_event(
 
 def apply_orphans(session: Session, payment: Payment, *, now: datetime, sched: Scheduling) -> int:
     """Apply webhooks that arrived before the payment was known, in arrival order."""
-    if payment.gateway_payment_id is None or payment.shadow:
+    if payment.gateway_payment_id is None:
         return 0
     orphans = [
         entry
         for entry in repository.orphan_webhooks(
             session, payment.gateway, payment.gateway_payment_id, payment.gateway_account
         )
-        if not hidden(payment, entry.report_owner)  # another merchant's stay orphans
+        if not hidden(payment, entry.report_owner)  # others' (and, on a shadow, untagged) stay
     ]
     for entry in orphans:
         apply_inbox_entry(session, payment, entry, now=now, sched=sched)

@@ -14,7 +14,7 @@ from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
 from support.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake
 
-from reconciler.adapters.models import NotificationEvent
+from reconciler.adapters.models import NotificationEvent, Payment
 from reconciler.bootstrap import Context, bootstrap
 from reconciler.services.sweep import Sweeper
 
@@ -270,6 +270,41 @@ def test_a_payment_another_merchant_tracks_answers_as_an_unknown_id_does(
     )
     assert again.status_code == 409  # its own row: nothing of anyone else's is told
     assert "already tracked" in again.json["detail"]
+
+
+def test_the_merchant_a_tag_names_takes_its_payment_over_from_who_named_it_first(
+    fake: StripeFake,
+    ctx: Context,
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    other_merchant: MerchantAuth,
+    clock: FakeClock,
+) -> None:
+    """A payment made elsewhere but tagged by its merchant: a guess that came first loses."""
+    intent = fake.add_intent(
+        amount=4990, status="processing", metadata={"reconciler_merchant": merchant.id}
+    )
+    guess = register(client, other_merchant, intent["id"], 4990, "USD")
+    owners = register(client, merchant, intent["id"], 4990, "USD")  # a shadow, for now
+    fake.set_status(intent["id"], "succeeded")
+    clock.advance(3600)
+    sweep(ctx)  # both polled in one batch: the tag decides
+    owner_view = shown(client, merchant, owners["id"])
+    assert (owner_view["status"], owner_view["sync"]["state"]) == ("succeeded", "settled")
+    guessed = shown(client, other_merchant, guess["id"])
+    assert (guessed["status"], guessed["sync"]["state"]) == ("pending", "needs_review")
+    assert guessed["sync"]["last_error"] == "the gateway does not know this payment"
+    with ctx.read() as session:
+        shadows = {
+            row.id: row.shadow
+            for row in session.query(Payment).filter(Payment.id.in_([guess["id"], owners["id"]]))
+        }
+    assert shadows == {guess["id"]: True, owners["id"]: False}
+    # From now on its webhooks go to the merchant the tag names.
+    deliver(client, fake, intent["id"], clock)
+    events = client.get(f"/v1/payments/{owners['id']}/events", headers=merchant.headers)
+    assert events.json["data"][-1]["source"] == "webhook"
+    assert "evt_" not in leaks(client, other_merchant, guess["id"])
 
 
 @pytest.mark.parametrize("cancel_first", [False, True], ids=["local", "canceled-at-stripe"])

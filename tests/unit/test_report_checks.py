@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.domain.amounts import format_minor, mismatch
-from reconciler.domain.ownership import abandoned, foreign, hidden
+from reconciler.domain.ownership import abandoned, claims, foreign, hidden
 from reconciler.domain.payment import Reporting, Snapshot, apply
 from reconciler.domain.policy import PollPolicy
 from reconciler.domain.status import Outcome, Report, Source, Status
@@ -112,10 +112,36 @@ def test_a_tag_naming_another_merchant_on_the_shared_account_is_foreign(
     assert foreign(account, "mer_a", owner) is expected
 
 
-@pytest.mark.parametrize("owner", ["mer_a", None])
-def test_a_shadow_registration_shows_nothing_even_of_its_own_tag(owner: str | None) -> None:
-    assert hidden(snapshot(shadow=True), owner) is True
-    assert hidden(snapshot(), owner) is False
+@pytest.mark.parametrize(
+    ("shadow", "owner", "is_hidden", "is_claimed"),
+    [
+        (True, None, True, False),  # no tag: the first registration tracks it
+        (True, "mer_b", True, False),  # tagged for another merchant
+        (True, "mer_a", False, True),  # tagged for this row's merchant: it takes it over
+        (False, None, False, False),
+        (False, "mer_b", True, False),
+    ],
+)
+def test_a_shadow_shows_nothing_unless_the_tag_names_its_merchant(
+    shadow: bool, owner: str | None, is_hidden: bool, is_claimed: bool
+) -> None:
+    row = snapshot(shadow=shadow)
+    assert (hidden(row, owner), claims(row, owner)) == (is_hidden, is_claimed)
+
+
+def test_a_shadow_whose_merchant_the_tag_names_tracks_the_payment_from_then_on() -> None:
+    change = apply(
+        snapshot(shadow=True, amount=100),
+        Reporting(
+            report(status=Status.SUCCEEDED, amount=100, currency="INR", owner="mer_a"),
+            Source.POLL,
+            polled=True,
+        ),
+        POLICY,
+        T0 + timedelta(minutes=5),
+        lambda: 0.5,
+    )
+    assert (change.after.status, change.after.shadow) == ("succeeded", False)
 
 
 def test_a_shadow_row_is_told_what_an_unknown_id_is_told() -> None:

@@ -150,6 +150,42 @@ class Stored:
     owner: str | None = None
 
 
+_SHADOW_OTHERS = (
+    update(payments_table)
+    .where(
+        payments_table.c.gateway == bindparam("s_gateway"),
+        payments_table.c.gateway_account == bindparam("s_gateway_account"),
+        payments_table.c.gateway_payment_id == bindparam("s_gateway_payment_id"),
+        payments_table.c.merchant_id != bindparam("s_merchant_id"),
+        not_(payments_table.c.shadow),
+    )
+    .values(shadow=True, version=payments_table.c.version + 1)
+)
+
+
+def shadow_others(
+    session: Session, gateway: str, account: str, gateway_payment_id: str, merchant_id: str
+) -> None:
+    """Make shadows of other merchants' rows that track a gateway payment tagged for this one.
+
+    Before the tagged merchant's row tracks it: one row per account tracks a payment.
+    """
+    session.connection().execute(
+        _SHADOW_OTHERS,
+        {
+            "s_gateway": gateway,
+            "s_gateway_account": account,
+            "s_gateway_payment_id": gateway_payment_id,
+            "s_merchant_id": merchant_id,
+        },
+    )
+
+
+def claimed(change: Change) -> bool:
+    """Whether a change makes a shadow row track its payment (its merchant's tag proved it)."""
+    return change.before.shadow and not change.after.shadow
+
+
 def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """Write each change's row if it is still as read (and still leased); say which were.
 
@@ -158,6 +194,13 @@ def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     """
     if not items:
         return []
+    for item in items:
+        if claimed(item.change):
+            row = item.change.before
+            assert row.gateway_payment_id is not None
+            shadow_others(
+                session, row.gateway, row.gateway_account, row.gateway_payment_id, row.merchant_id
+            )
     connection = session.connection()
     if len(items) > 1 and dialect(session) == "postgresql":
         params = {
@@ -206,6 +249,7 @@ _PG_CASTS = {
     "v_poll_failures": "integer",
     "v_notification_sequence": "integer",
     "v_last_delay_s": "double precision",
+    "v_shadow": "boolean",
     **{
         f"v_{name}": "timestamptz"
         for name in (

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import not_, select, tuple_, update
+from sqlalchemy import not_, select, tuple_
 from sqlalchemy.orm import Session
 
 from reconciler.adapters.models import (
@@ -75,27 +75,6 @@ def gateway_payment_tracked(
         not_(Payment.shadow),
     )
     return session.scalar(stmt) is not None
-
-
-def shadow_other_claims(session: Session, payment: Payment, gateway_payment_id: str) -> int:
-    """Make shadows of other merchants' rows that track the gateway payment made for `payment`.
-
-    The service created it for `payment`'s merchant and tagged it so: another row that
-    named the id first (a guess, on the shared account) shows nothing from now on.
-    """
-    result = session.execute(
-        update(Payment)
-        .where(
-            Payment.gateway == payment.gateway,
-            Payment.gateway_account == payment.gateway_account,
-            Payment.gateway_payment_id == gateway_payment_id,
-            Payment.merchant_id != payment.merchant_id,
-            not_(Payment.shadow),
-        )
-        .values(shadow=True, version=Payment.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def encode_cursor(payment: Payment) -> str:
