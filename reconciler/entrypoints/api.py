@@ -30,7 +30,10 @@ bp.before_request(authenticate)
     },
     problems={
         404: "No such gateway account for this merchant",
-        409: "The reference was used with a different body, or the account is disabled",
+        409: (
+            "The reference was used with a different body, the merchant tracks this gateway "
+            "payment under another reference, or the account is disabled"
+        ),
     },
 )
 def create_payment(body: PaymentRequest) -> tuple[Payment, int, dict[str, str]]:
