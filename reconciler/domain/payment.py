@@ -186,16 +186,7 @@ def apply(
         return _judge(snapshot, event, policy, now, rand)
     sync = decide_sync(snapshot.sync_fields(), event, policy, now, rand)
     after = _after(snapshot, {}, sync, now)
-    entry = None
-    if isinstance(event, NotKnown):
-        entry = Entry(
-            source=Source.POLL,
-            outcome=Outcome.ERROR,
-            from_status=snapshot.status,
-            to_status=snapshot.status,
-            recorded_at=now,
-            detail={"error": NOT_KNOWN},
-        )
+    entry = _unknown_entry(snapshot, Source.POLL, now) if isinstance(event, NotKnown) else None
     return _finish(snapshot, after, sync, None, entry)
 
 
@@ -300,7 +291,13 @@ def _not_known(
 ) -> Change:
     sync = decide_sync(snapshot.sync_fields(), NotKnown(NOT_KNOWN), policy, now, rand)
     after = _after(snapshot, {}, sync, now)
-    entry = Entry(
+    entry = _unknown_entry(snapshot, source, now)
+    return _finish(snapshot, after, sync, Decision(Outcome.ERROR, Status(snapshot.status)), entry)
+
+
+def _unknown_entry(snapshot: Snapshot, source: Source, now: datetime) -> Entry:
+    """The timeline row of an answer that the gateway does not know the payment."""
+    return Entry(
         source=source,
         outcome=Outcome.ERROR,
         from_status=snapshot.status,
@@ -308,7 +305,6 @@ def _not_known(
         recorded_at=now,
         detail={"error": NOT_KNOWN},
     )
-    return _finish(snapshot, after, sync, Decision(Outcome.ERROR, Status(snapshot.status)), entry)
 
 
 def _mismatched(

@@ -60,15 +60,8 @@ def write_to_row(
     session: Session, payment: Payment, change: Change, *, notify: DeliveryPolicy | None
 ) -> None:
     """Set a change on an ORM row and add its timeline row and notifications to the session."""
-    if repository.claimed(change):  # first the row that tracked it, then this one
-        assert payment.gateway_payment_id is not None
-        repository.shadow_others(
-            session,
-            payment.gateway,
-            payment.gateway_account,
-            payment.gateway_payment_id,
-            payment.merchant_id,
-        )
+    if repository.claimed(change) and payment.gateway_payment_id is not None:
+        repository.shadow_others(session, payment, payment.gateway_payment_id)  # first the other
     for name in MUTABLE_COLUMNS:
         setattr(payment, name, getattr(change.after, name))
     if change.entry is not None:

@@ -98,13 +98,7 @@ def store(
     if isinstance(answer, GatewayPayment):
         repository.lock_gateway_payment(session, payment.gateway, answer.gateway_payment_id)
         # Tagged with our merchant: a row that named the id first (a guess) shows nothing.
-        repository.shadow_others(
-            session,
-            payment.gateway,
-            payment.gateway_account,
-            answer.gateway_payment_id,
-            payment.merchant_id,
-        )
+        repository.shadow_others(session, payment, answer.gateway_payment_id)
         payment.gateway_payment_id = answer.gateway_payment_id
         decide_and_store(payment, Created(), sched=sched, now=now)
         apply_report(session, payment, answer.report(), source=source, now=now, sched=sched)

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from support.app import MerchantAuth, make_settings
 from support.clock import FakeClock
 from support.fakes.stripe_server import SECRET_KEY, WEBHOOK_SECRET, StripeFake
+from werkzeug.test import TestResponse
 
 from reconciler.adapters.models import NotificationEvent, Payment
 from reconciler.bootstrap import Context, bootstrap
@@ -50,13 +51,18 @@ def ctx(db_url: str, fake: StripeFake, clock: FakeClock, cancel_first: bool) -> 
     context.close()
 
 
-def register(
-    client: FlaskClient, merchant: MerchantAuth, intent_id: str, amount: int, currency: str
-) -> dict[str, Any]:
-    response = client.post(
+def post_payment(
+    client: FlaskClient,
+    merchant: MerchantAuth,
+    intent_id: str,
+    amount: int,
+    currency: str,
+    reference: str | None = None,
+) -> TestResponse:
+    return client.post(
         "/v1/payments",
         json={
-            "merchant_reference": f"order-{intent_id}",
+            "merchant_reference": reference or f"order-{intent_id}",
             "gateway": "stripe",
             "amount": amount,
             "currency": currency,
@@ -64,6 +70,12 @@ def register(
         },
         headers=merchant.headers,
     )
+
+
+def register(
+    client: FlaskClient, merchant: MerchantAuth, intent_id: str, amount: int, currency: str
+) -> dict[str, Any]:
+    response = post_payment(client, merchant, intent_id, amount, currency)
     assert response.status_code == 201, response.json
     payment: dict[str, Any] = response.json
     return payment
@@ -141,10 +153,17 @@ def test_a_matching_capture_settles(
     assert (after["status"], after["sync"]["state"]) == ("succeeded", "settled")
 
 
+def views(
+    client: FlaskClient, merchant: MerchantAuth, payment_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payment and its timeline, as the merchant reads them."""
+    events = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
+    return shown(client, merchant, payment_id), events
+
+
 def seen_by(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> dict[str, Any]:
     """What a merchant can learn of its payment, without what differs by construction."""
-    payment = shown(client, merchant, payment_id)
-    events = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
+    payment, events = views(client, merchant, payment_id)
     return {
         "status": payment["status"],
         "cancel_reason": payment["cancel_reason"],
@@ -153,10 +172,17 @@ def seen_by(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> dic
     }
 
 
+def alike(
+    client: FlaskClient, merchant: MerchantAuth, payment_id: str, unknown_id: str
+) -> dict[str, Any]:
+    """Check the merchant learns of a payment what it learns of an unknown id; return it."""
+    seen = seen_by(client, merchant, payment_id)
+    assert seen == seen_by(client, merchant, unknown_id)
+    return seen
+
+
 def leaks(client: FlaskClient, merchant: MerchantAuth, payment_id: str) -> str:
-    payment = shown(client, merchant, payment_id)
-    events = client.get(f"/v1/payments/{payment_id}/events", headers=merchant.headers).json
-    return repr(payment) + repr(events)
+    return repr(views(client, merchant, payment_id))
 
 
 def test_another_merchants_tagged_payment_shows_what_an_unknown_id_shows(
@@ -185,13 +211,10 @@ def test_another_merchants_tagged_payment_shows_what_an_unknown_id_shows(
     # `other_merchant` registers it, and an id Stripe never issued, claiming another amount.
     theirs = register(client, other_merchant, tagged["id"], 100, "USD")
     unknown = register(client, other_merchant, "pi_never_issued", 100, "USD")
-    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
-        client, other_merchant, unknown["id"]
-    )
+    alike(client, other_merchant, theirs["id"], unknown["id"])
     clock.advance(3600)
     sweep(ctx)
-    after = seen_by(client, other_merchant, theirs["id"])
-    assert after == seen_by(client, other_merchant, unknown["id"])
+    after = alike(client, other_merchant, theirs["id"], unknown["id"])
     assert (after["status"], after["sync"]["state"]) == ("pending", "needs_review")
     assert after["sync"]["last_error"] == "the gateway does not know this payment"
     text = leaks(client, other_merchant, theirs["id"])
@@ -217,19 +240,14 @@ def test_a_payment_another_merchant_tracks_answers_as_an_unknown_id_does(
     unknown = register(client, other_merchant, "pi_never_issued", 100, "USD")
     assert theirs["gateway_payment_id"] == intent["id"]
     assert theirs.keys() == unknown.keys()
-    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
-        client, other_merchant, unknown["id"]
-    )
+    alike(client, other_merchant, theirs["id"], unknown["id"])
     # Webhooks after it apply to the owner's row only.
     deliver(client, fake, intent["id"], clock)
-    assert seen_by(client, other_merchant, theirs["id"]) == seen_by(
-        client, other_merchant, unknown["id"]
-    )
+    alike(client, other_merchant, theirs["id"], unknown["id"])
     # Polled like any row, told what an unknown id is told; nobody's status moves.
     clock.advance(3600)
     sweep(ctx)
-    shadow = seen_by(client, other_merchant, theirs["id"])
-    assert shadow == seen_by(client, other_merchant, unknown["id"])
+    shadow = alike(client, other_merchant, theirs["id"], unknown["id"])
     assert (shadow["status"], shadow["sync"]["state"]) == ("pending", "needs_review")
     assert notified(ctx, theirs["id"]) == notified(ctx, unknown["id"])
     text = leaks(client, other_merchant, theirs["id"])
@@ -245,29 +263,9 @@ def test_a_payment_another_merchant_tracks_answers_as_an_unknown_id_does(
     owner_view = shown(client, merchant, owners["id"])
     assert (owner_view["status"], owner_view["sync"]["state"]) == ("succeeded", "settled")
     assert notified(ctx, owners["id"]) == ["payment.succeeded"]
-    replay = client.post(
-        "/v1/payments",
-        json={
-            "merchant_reference": f"order-{intent['id']}",
-            "gateway": "stripe",
-            "amount": 25_000,
-            "currency": "USD",
-            "gateway_payment_id": intent["id"],
-        },
-        headers=merchant.headers,
-    )
+    replay = post_payment(client, merchant, intent["id"], 25_000, "USD")
     assert (replay.status_code, replay.json["id"]) == (200, owners["id"])
-    again = client.post(
-        "/v1/payments",
-        json={
-            "merchant_reference": "another-reference",
-            "gateway": "stripe",
-            "amount": 25_000,
-            "currency": "USD",
-            "gateway_payment_id": intent["id"],
-        },
-        headers=merchant.headers,
-    )
+    again = post_payment(client, merchant, intent["id"], 25_000, "USD", "another-reference")
     assert again.status_code == 409  # its own row: nothing of anyone else's is told
     assert "already tracked" in again.json["detail"]
 

@@ -32,9 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from reconciler.adapters.models import (
-    DEFAULT_ACCOUNT,
-)
+from reconciler.adapters.models import DEFAULT_ACCOUNT, Payment
 from reconciler.adapters.repository._common import (
     deliveries_table,
     dialect,
@@ -163,20 +161,18 @@ _SHADOW_OTHERS = (
 )
 
 
-def shadow_others(
-    session: Session, gateway: str, account: str, gateway_payment_id: str, merchant_id: str
-) -> None:
-    """Make shadows of other merchants' rows that track a gateway payment tagged for this one.
+def shadow_others(session: Session, row: Snapshot | Payment, gateway_payment_id: str) -> None:
+    """Make shadows of other merchants' rows that track a gateway payment tagged for `row`'s.
 
-    Before the tagged merchant's row tracks it: one row per account tracks a payment.
+    Before `row` tracks it: one row per account tracks a payment.
     """
     session.connection().execute(
         _SHADOW_OTHERS,
         {
-            "s_gateway": gateway,
-            "s_gateway_account": account,
+            "s_gateway": row.gateway,
+            "s_gateway_account": row.gateway_account,
             "s_gateway_payment_id": gateway_payment_id,
-            "s_merchant_id": merchant_id,
+            "s_merchant_id": row.merchant_id,
         },
     )
 
@@ -195,12 +191,9 @@ def store_changes(session: Session, items: Sequence[Stored]) -> list[bool]:
     if not items:
         return []
     for item in items:
-        if claimed(item.change):
-            row = item.change.before
-            assert row.gateway_payment_id is not None
-            shadow_others(
-                session, row.gateway, row.gateway_account, row.gateway_payment_id, row.merchant_id
-            )
+        row = item.change.before
+        if claimed(item.change) and row.gateway_payment_id is not None:
+            shadow_others(session, row, row.gateway_payment_id)
     connection = session.connection()
     if len(items) > 1 and dialect(session) == "postgresql":
         params = {
